@@ -1,0 +1,799 @@
+#include "engine/feed_engine.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+
+#include "engine/json_text.hpp"
+#include "engine/timestamp.hpp"
+
+namespace bmx {
+
+namespace od = simdjson::ondemand;
+using simdjson::error_code;
+
+std::string_view to_string(FrameKind k) noexcept {
+  static constexpr std::string_view kNames[kFrameKindCount] = {
+      "table",          "info", "subscribe", "unsubscribe", "auth",     "error",
+      "cancelAllAfter", "pong", "unknown",   "malformed",   "oversized"};
+  return kNames[static_cast<int>(k)];
+}
+
+std::string_view to_string(EventKind k) noexcept {
+  switch (k) {
+    case EventKind::kMalformedFrame:
+      return "malformed frame";
+    case EventKind::kOversizedFrame:
+      return "oversized frame";
+    case EventKind::kUnknownFrame:
+      return "unknown frame";
+    case EventKind::kBadRow:
+      return "bad row";
+    case EventKind::kUnknownLevel:
+      return "update/delete of unknown level, book marked stale";
+    case EventKind::kUnknownRow:
+      return "update/delete of unknown row, table marked stale";
+    case EventKind::kCrossedBook:
+      return "crossed book, marked stale";
+    case EventKind::kDroppedBeforePartial:
+      return "rows dropped before their partial";
+    case EventKind::kCapacityExceeded:
+      return "capacity exceeded";
+    case EventKind::kBookGrew:
+      return "book outgrew its capacity (allocated)";
+    case EventKind::kErrorFrame:
+      return "error from exchange";
+    case EventKind::kSubscribed:
+      return "subscribed";
+    case EventKind::kUnsubscribed:
+      return "unsubscribed";
+    case EventKind::kInfo:
+      return "info";
+    case EventKind::kAuth:
+      return "authenticated";
+    case EventKind::kCancelAllAfter:
+      return "cancelAllAfter reply";
+  }
+  return "?";
+}
+
+namespace {
+
+// The raw bytes of an object key, without its quotes. Keys were validated as closed strings by
+// simdjson's first stage, so the scan ends inside the frame. No allocation.
+std::string_view raw_key(od::field& f) noexcept {
+  const char* p = reinterpret_cast<const char*>(f.key().raw());
+  const char* q = p;
+  while (*q != '"')
+    q += (*q == '\\') ? 2 : 1;
+  return {p, static_cast<size_t>(q - p)};
+}
+
+// Raw token of a scalar (trimmed), or the whole text of an object/array. Does not consume a
+// scalar; consumes a composite.
+error_code raw_value(od::value& v, std::string_view& out) noexcept {
+  std::string_view tok = json::trim_token(v.raw_json_token());
+  if (!tok.empty() && tok.front() == '{') {
+    od::object o;
+    if (auto e = v.get_object().get(o)) return e;
+    if (auto e = o.raw_json().get(tok)) return e;
+  } else if (!tok.empty() && tok.front() == '[') {
+    od::array a;
+    if (auto e = v.get_array().get(a)) return e;
+    if (auto e = a.raw_json().get(tok)) return e;
+  }
+  out = json::trim_token(tok);
+  return simdjson::SUCCESS;
+}
+
+// The contents of a plain JSON string token ("XBTUSD" -> XBTUSD); false when it is not a string
+// or holds escapes (no symbol or side ever does).
+bool plain_string(std::string_view tok, std::string_view& out) noexcept {
+  if (tok.size() < 2 || tok.front() != '"' || tok.back() != '"') return false;
+  out = tok.substr(1, tok.size() - 2);
+  return out.find('\\') == std::string_view::npos;
+}
+
+bool to_double(std::string_view tok, double& out) noexcept {
+  const auto r = std::from_chars(tok.data(), tok.data() + tok.size(), out);
+  return r.ec == std::errc() && r.ptr == tok.data() + tok.size();
+}
+bool to_int(std::string_view tok, int64_t& out) noexcept {
+  const auto r = std::from_chars(tok.data(), tok.data() + tok.size(), out);
+  return r.ec == std::errc() && r.ptr == tok.data() + tok.size();
+}
+
+bool parse_action(std::string_view s, Action& a) noexcept {
+  if (s == "update")
+    a = Action::kUpdate;
+  else if (s == "insert")
+    a = Action::kInsert;
+  else if (s == "delete")
+    a = Action::kDelete;
+  else if (s == "partial")
+    a = Action::kPartial;
+  else
+    return false;
+  return true;
+}
+
+}  // namespace
+
+// What pass one over a frame learned.
+struct FeedEngine::FrameHeader {
+  FrameKind kind = FrameKind::kUnknown;
+  uint16_t table = Event::kNoTable;
+  Action action = Action::kInsert;
+  bool has_action = false;
+  bool data_done = false;
+  bool has_data = false;
+  bool rows_lost = false;  // a row failed part-way in a way that cannot be attributed
+  // A partial's keys and filter, as raw text inside the frame (names without quotes).
+  static constexpr size_t kMaxKeys = 16;
+  std::array<std::string_view, kMaxKeys> keys{};
+  std::array<std::pair<std::string_view, std::string_view>, kMaxKeys> filter{};
+  uint8_t key_count = 0, filter_count = 0;
+  // Control frames.
+  bool success = false, has_info = false, has_error = false, has_cancel = false;
+  std::string_view subscribe, unsubscribe, error_text;
+  int64_t status = 0;
+};
+
+struct FeedEngine::BookRow {
+  std::string_view symbol;
+  uint64_t id = 0;
+  int64_t size = 0;
+  double price = 0;
+  Side side = Side::kBuy;
+  bool has_id = false, has_side = false, has_size = false, has_price = false;
+};
+
+FeedEngine::FeedEngine(const EngineConfig& config)
+    : config_(config),
+      symbols_(config.max_symbols, 32),
+      table_names_(config.max_tables, 64),
+      trades_(config.max_symbols),
+      quotes_(config.max_symbols) {
+  // Size the parser once for the largest frame we accept: no allocation per frame after this.
+  if (auto e = parser_.allocate(config.max_frame_bytes)) {
+    throw std::runtime_error(std::string("simdjson parser allocation failed: ") +
+                             simdjson::error_message(e));
+  }
+  tables_.reserve(config.max_tables);
+  raw_row_.reserve(config.max_fields_per_row);
+  touched_.reserve(static_cast<size_t>(config.max_symbols) * 2);
+  key_ids_.reserve(32);
+  filter_.reserve(32);
+}
+
+Event* FeedEngine::emit(EventKind kind, uint16_t table, uint32_t symbol, int64_t value,
+                        std::string_view text) noexcept {
+  if (event_count_ == events_.size()) {
+    ++stats_.events_lost;
+    return nullptr;
+  }
+  Event& e = events_[event_count_++];
+  e.kind = kind;
+  e.table = table;
+  e.symbol = symbol;
+  e.frame = frame_no_;
+  e.value = value;
+  e.text_len = static_cast<uint16_t>(std::min(text.size(), sizeof(e.text)));
+  std::memcpy(e.text, text.data(), e.text_len);
+  return &e;
+}
+
+uint16_t FeedEngine::find_table(std::string_view name) const noexcept {
+  const uint32_t id = table_names_.find(name);
+  return id == Interner::kNone ? Event::kNoTable : static_cast<uint16_t>(id);
+}
+
+uint16_t FeedEngine::table_id(std::string_view name) {
+  const uint32_t known = table_names_.find(name);
+  if (known != Interner::kNone) return static_cast<uint16_t>(known);
+  const uint32_t id = table_names_.intern(name);
+  if (id == Interner::kNone) {
+    ++stats_.capacity_exceeded;
+    emit(EventKind::kCapacityExceeded, Event::kNoTable, kNoSymbol, config_.max_tables, name);
+    return Event::kNoTable;
+  }
+  // A table seen for the first time: cold path, may allocate.
+  TableEntry& t = tables_.emplace_back();
+  t.name = std::string(name);
+  t.is_book = name == "orderBookL2" || name == "orderBookL2_25";
+  t.is_trade = name == "trade";
+  t.is_quote = name == "quote";
+  if (!t.is_book) {
+    t.generic =
+        std::make_unique<GenericTable>(t.name, config_.max_fields_per_row, config_.max_symbols);
+    static constexpr std::array<std::string_view, 5> kTrade = {"timestamp", "price", "size", "side",
+                                                               ""};
+    static constexpr std::array<std::string_view, 5> kQuote = {"timestamp", "bidPrice", "bidSize",
+                                                               "askPrice", "askSize"};
+    const auto& names = t.is_trade ? kTrade : kQuote;
+    for (size_t i = 0; i < names.size(); ++i) {
+      if ((t.is_trade || t.is_quote) && !names[i].empty()) {
+        t.typed_fields[i] = t.generic->field_id(names[i], UINT32_MAX);
+      }
+    }
+  }
+  return static_cast<uint16_t>(id);
+}
+
+uint32_t FeedEngine::symbol_id(std::string_view sym) {
+  if (sym == last_symbol_) return last_symbol_id_;
+  const uint32_t id = symbols_.intern(sym);
+  if (id == Interner::kNone) {
+    ++stats_.capacity_exceeded;
+    emit(EventKind::kCapacityExceeded, Event::kNoTable, kNoSymbol, config_.max_symbols, sym);
+    return kNoSymbol;
+  }
+  last_symbol_ = symbols_.name(id);
+  last_symbol_id_ = id;
+  return id;
+}
+
+FrameResult FeedEngine::fail(FrameKind kind, const FrameHeader& h, std::string_view excerpt) {
+  ++stats_.frames[static_cast<int>(kind)];
+  emit(kind == FrameKind::kOversized   ? EventKind::kOversizedFrame
+       : kind == FrameKind::kMalformed ? EventKind::kMalformedFrame
+                                       : EventKind::kUnknownFrame,
+       h.table, kNoSymbol, 0, excerpt);
+  return FrameResult{kind, h.action, h.table};
+}
+
+FrameResult FeedEngine::on_frame(const char* data, size_t len, size_t capacity, int64_t recv_ns) {
+  ++frame_no_;
+  recv_ns_ = recv_ns;
+  stats_.bytes += len;
+  touched_.clear();
+  FrameHeader h;
+  const std::string_view text(data, len);
+
+  if (len > config_.max_frame_bytes || capacity < len + simdjson::SIMDJSON_PADDING) {
+    // Too big to parse. If it names a table, whatever it carried is lost for that table.
+    const std::string_view head = text.substr(0, 256);
+    const size_t at = head.find("\"table\":\"");
+    if (at != std::string_view::npos) {
+      const std::string_view rest = head.substr(at + 9);
+      const uint32_t id = table_names_.find(rest.substr(0, rest.find('"')));
+      if (id != Interner::kNone) {
+        h.table = static_cast<uint16_t>(id);
+        mark_table_books_stale(tables_[id]);
+      }
+    }
+    return fail(FrameKind::kOversized, h, head.substr(0, 64));
+  }
+  if (text == "pong") {
+    ++stats_.frames[static_cast<int>(FrameKind::kPong)];
+    return FrameResult{FrameKind::kPong};
+  }
+
+  od::document doc;
+  od::object obj;
+  if (parser_.iterate(simdjson::padded_string_view(data, len, capacity)).get(doc) ||
+      doc.get_object().get(obj)) {
+    return fail(FrameKind::kMalformed, h, text.substr(0, 64));
+  }
+
+  // Pass one: every top-level field, in whatever order it comes. Table deltas are applied as soon
+  // as "data" is reached (BitMEX sends table and action first); a partial's data waits for pass two
+  // so that its keys and filter are known whatever their order.
+  bool ok = true;
+  for (auto field_result : obj) {
+    if (field_result.error()) {
+      ok = false;
+      break;
+    }
+    od::field field = field_result.value_unsafe();
+    const std::string_view key = raw_key(field);
+    od::value v = field.value();
+    if (key == "table") {
+      std::string_view name;
+      if (v.get_string().get(name)) {
+        ok = false;
+        break;
+      }
+      h.kind = FrameKind::kTable;
+      h.table = table_id(name);
+    } else if (key == "action") {
+      std::string_view a;
+      h.has_action = !v.get_string().get(a) && parse_action(a, h.action);
+    } else if (key == "data") {
+      h.has_data = true;
+      if (h.kind == FrameKind::kTable && h.has_action && h.action != Action::kPartial &&
+          h.table != Event::kNoTable) {
+        od::array arr;
+        if (v.get_array().get(arr) || !process_data(arr, h)) {
+          ok = false;
+          break;
+        }
+        h.data_done = true;
+      }
+    } else if (key == "keys") {
+      ok = parse_partial_keys(v, h);
+    } else if (key == "filter") {
+      ok = parse_partial_filter(v, h);
+    } else if (key == "info") {
+      h.has_info = true;
+    } else if (key == "success") {
+      bool b = false;
+      h.success = !v.get_bool().get(b) && b;
+    } else if (key == "subscribe") {
+      if (raw_value(v, h.subscribe)) ok = false;
+    } else if (key == "unsubscribe") {
+      if (raw_value(v, h.unsubscribe)) ok = false;
+    } else if (key == "error") {
+      h.has_error = true;
+      if (raw_value(v, h.error_text)) ok = false;
+    } else if (key == "status") {
+      if (v.get_int64().get(h.status)) h.status = 0;
+    } else if (key == "cancelTime" || key == "now") {
+      h.has_cancel = true;
+    }
+    if (!ok) break;
+  }
+
+  if (ok && h.kind == FrameKind::kTable && h.table != Event::kNoTable && h.has_action &&
+      h.has_data && !h.data_done) {
+    // Pass two: a partial (or data that came before table/action).
+    TableEntry& t = tables_[h.table];
+    if (h.action == Action::kPartial && !begin_partial(t, h)) ok = false;
+    if (ok) {
+      doc.rewind();
+      od::array arr;
+      if (doc.get_object().get(obj) || obj.find_field_unordered("data").get_array().get(arr) ||
+          !process_data(arr, h)) {
+        ok = false;
+      }
+    }
+  }
+
+  if (!ok) {
+    // Broken part-way. Rows already applied stay applied, but the frame's remaining rows are lost:
+    // every book it touched is no longer trustworthy, and if it broke before naming a symbol, every
+    // book of its table.
+    if (h.table != Event::kNoTable) {
+      TableEntry& t = tables_[h.table];
+      if (touched_.empty() || h.rows_lost) mark_table_books_stale(t);
+      for (auto& [b, sym] : touched_)
+        mark_book_stale(*b);
+    }
+    end_frame(h);
+    return fail(FrameKind::kMalformed, h, text.substr(0, 64));
+  }
+
+  if (h.kind == FrameKind::kTable) {
+    if (h.table == Event::kNoTable || !h.has_action || !h.has_data) {
+      return fail(FrameKind::kUnknown, h, text.substr(0, 64));
+    }
+    end_frame(h);
+    ++stats_.frames[static_cast<int>(FrameKind::kTable)];
+    return FrameResult{FrameKind::kTable, h.action, h.table};
+  }
+  classify_control(h);
+  ++stats_.frames[static_cast<int>(h.kind)];
+  return FrameResult{h.kind};
+}
+
+void FeedEngine::classify_control(FrameHeader& h) {
+  if (h.has_error) {
+    h.kind = FrameKind::kError;
+    emit(EventKind::kErrorFrame, Event::kNoTable, kNoSymbol, h.status, h.error_text);
+  } else if (h.has_info) {
+    h.kind = FrameKind::kInfo;
+    emit(EventKind::kInfo);
+  } else if (h.success && !h.subscribe.empty()) {
+    h.kind = FrameKind::kSubscribe;
+    emit(EventKind::kSubscribed, Event::kNoTable, kNoSymbol, 0, h.subscribe);
+  } else if (h.success && !h.unsubscribe.empty()) {
+    h.kind = FrameKind::kUnsubscribe;
+    emit(EventKind::kUnsubscribed, Event::kNoTable, kNoSymbol, 0, h.unsubscribe);
+  } else if (h.success) {
+    h.kind = FrameKind::kAuth;
+    emit(EventKind::kAuth);
+  } else if (h.has_cancel) {
+    h.kind = FrameKind::kCancelAllAfter;
+    emit(EventKind::kCancelAllAfter);
+  } else {
+    h.kind = FrameKind::kUnknown;
+    emit(EventKind::kUnknownFrame);
+  }
+}
+
+bool FeedEngine::process_data(od::array data, FrameHeader& h) {
+  TableEntry& t = tables_[h.table];
+  return t.is_book ? book_rows(data, t, h) : generic_rows(data, t, h);
+}
+
+// `"keys":["symbol","id","side"]`: names kept as raw text. No allocation.
+bool FeedEngine::parse_partial_keys(od::value& v, FrameHeader& h) {
+  od::array arr;
+  if (v.get_array().get(arr)) return false;
+  for (auto k : arr) {
+    std::string_view tok, name;
+    if (k.raw_json_token().get(tok) || !plain_string(json::trim_token(tok), name) ||
+        h.key_count == FrameHeader::kMaxKeys) {
+      return false;
+    }
+    h.keys[h.key_count++] = name;
+  }
+  return true;
+}
+
+// `"filter":{"symbol":"XBTUSD","account":1}`: raw names and raw value tokens. No allocation.
+bool FeedEngine::parse_partial_filter(od::value& v, FrameHeader& h) {
+  od::object obj;
+  if (v.get_object().get(obj)) return false;
+  for (auto fr : obj) {
+    std::string_view raw;
+    if (fr.error() || h.filter_count == FrameHeader::kMaxKeys) return false;
+    od::field f = fr.value_unsafe();
+    const std::string_view name = raw_key(f);
+    od::value fv = f.value();
+    if (raw_value(fv, raw)) return false;
+    h.filter[h.filter_count++] = {name, raw};
+  }
+  return true;
+}
+
+// Resets what a partial's filter covers, before its rows are applied. Cold path.
+bool FeedEngine::begin_partial(TableEntry& t, FrameHeader& h) {
+  uint32_t filter_symbol = kNoSymbol;
+  bool other_filters = false;
+  for (uint8_t i = 0; i < h.filter_count; ++i) {
+    const auto& [name, raw] = h.filter[i];
+    std::string_view sym;
+    if (name == "symbol") {
+      if (!plain_string(raw, sym) || (filter_symbol = symbol_id(sym)) == kNoSymbol) return false;
+    } else {
+      other_filters = true;
+    }
+  }
+  if (t.is_book) {
+    if (filter_symbol != kNoSymbol) {
+      // Reset even when the partial is empty: an empty book is a valid image.
+      return book_for(t, filter_symbol, Action::kPartial) != nullptr;
+    }
+    t.whole_partial = true;
+    for (uint32_t s = 0; s < t.books.size(); ++s) {
+      if (t.books[s]) book_for(t, s, Action::kPartial);
+    }
+    return true;
+  }
+  GenericTable& g = *t.generic;
+  key_ids_.clear();
+  filter_.clear();
+  for (uint8_t i = 0; i < h.key_count; ++i)
+    key_ids_.push_back(g.field_id(h.keys[i], UINT32_MAX));
+  for (uint8_t i = 0; i < h.filter_count; ++i) {
+    filter_.push_back(RawField{g.field_id(h.filter[i].first, UINT32_MAX), h.filter[i].second});
+  }
+  g.begin_partial(key_ids_, filter_);
+  if (filter_symbol == kNoSymbol || other_filters) {
+    g.cover_all();  // a whole table, or an account's rows
+  } else {
+    g.cover_symbol(filter_symbol);
+  }
+  return true;
+}
+
+// The book for `symbol`, ready for `action`, or nullptr when the rows must be dropped (no partial,
+// stale). A partial resets the book the first time the frame reaches it.
+FeedEngine::BookEntry* FeedEngine::book_for(TableEntry& t, uint32_t symbol, Action action) {
+  if (symbol == kNoSymbol) return nullptr;
+  if (symbol >= t.books.size() || !t.books[symbol]) {
+    if (action != Action::kPartial && !t.whole_partial) return nullptr;
+    if (symbol >= t.books.size()) t.books.resize(config_.max_symbols);  // once per table
+    t.books[symbol] = std::make_unique<BookEntry>(config_.book_capacity);
+    t.books[symbol]->has_partial = true;
+    t.books[symbol]->partial_frame = frame_no_;
+  }
+  BookEntry* b = t.books[symbol].get();
+  if (action == Action::kPartial) {
+    if (b->partial_frame != frame_no_ || !b->has_partial) {
+      b->book.clear();
+      b->partial_frame = frame_no_;
+    }
+    b->has_partial = true;
+    b->stale = false;
+  }
+  if (b->touched_frame != frame_no_) {
+    b->touched_frame = frame_no_;
+    touched_.emplace_back(b, symbol);  // reserved for every book: no allocation
+  }
+  return b;
+}
+
+void FeedEngine::mark_book_stale(BookEntry& b) {
+  if (b.stale) return;
+  b.stale = true;
+  ++stats_.books_marked_stale;
+}
+
+void FeedEngine::mark_table_books_stale(TableEntry& t) {
+  if (t.is_book) {
+    for (uint32_t s = 0; s < t.books.size(); ++s) {
+      if (t.books[s] && t.books[s]->has_partial) mark_book_stale(*t.books[s]);
+    }
+  } else if (!t.generic->stale) {
+    t.generic->stale = true;
+    ++stats_.tables_marked_stale;
+  }
+}
+
+bool FeedEngine::book_rows(od::array data, TableEntry& t, FrameHeader& h) {
+  const uint16_t tid = h.table;
+  uint64_t dropped = 0;
+  for (auto row_result : data) {
+    od::object row;
+    if (row_result.get_object().get(row)) {
+      h.rows_lost = true;
+      return false;
+    }
+    BookRow r;
+    bool bad = false;
+    for (auto fr : row) {
+      if (fr.error()) {
+        h.rows_lost = true;
+        return false;
+      }
+      od::field f = fr.value_unsafe();
+      const std::string_view key = raw_key(f);
+      od::value v = f.value();
+      switch (key.size()) {
+        case 2:  // id
+          if (key == "id") {
+            if (v.get_uint64().get(r.id)) bad = true;
+            r.has_id = true;
+          }
+          break;
+        case 4:  // side, size
+          if (key == "side") {
+            std::string_view s;
+            if (!plain_string(json::trim_token(v.raw_json_token()), s)) {
+              bad = true;
+            } else if (s == "Buy") {
+              r.side = Side::kBuy;
+              r.has_side = true;
+            } else if (s == "Sell") {
+              r.side = Side::kSell;
+              r.has_side = true;
+            } else {
+              bad = true;
+            }
+          } else if (key == "size") {
+            if (v.get_int64().get(r.size)) bad = true;
+            r.has_size = true;
+          }
+          break;
+        case 5:  // price
+          if (key == "price") {
+            if (v.is_null()) break;
+            if (v.get_double().get(r.price) || !(r.price > 0)) bad = true;
+            r.has_price = true;
+          }
+          break;
+        case 6:  // symbol
+          if (key == "symbol") {
+            if (!plain_string(json::trim_token(v.raw_json_token()), r.symbol)) {
+              bad = true;
+            }
+          }
+          break;
+        default:
+          break;  // timestamp, transactTime, ...: not part of the book
+      }
+    }
+    ++t.rows[static_cast<int>(h.action)];
+    ++stats_.rows;
+    const uint32_t sym = r.symbol.empty() ? kNoSymbol : symbol_id(r.symbol);
+    if (sym == kNoSymbol) {  // no symbol: nothing to attach it to
+      ++stats_.bad_rows;
+      emit(EventKind::kBadRow, tid, kNoSymbol, 0, "book row without a usable symbol");
+      h.rows_lost = true;
+      continue;
+    }
+    BookEntry* b = book_for(t, sym, h.action);
+    if (b == nullptr) {
+      ++dropped;
+      continue;
+    }
+    if (b->stale && h.action != Action::kPartial) {
+      ++stats_.rows_dropped_stale;
+      continue;
+    }
+    const bool insert_like = h.action == Action::kPartial || h.action == Action::kInsert;
+    if (bad || !r.has_id || !r.has_side || (insert_like && (!r.has_size || !r.has_price)) ||
+        (h.action == Action::kUpdate && !r.has_size)) {
+      ++stats_.bad_rows;
+      emit(EventKind::kBadRow, tid, sym, static_cast<int64_t>(r.id),
+           "book row with missing or mistyped fields");
+      mark_book_stale(*b);
+      continue;
+    }
+    OrderBook::Result res = OrderBook::Result::kOk;
+    switch (h.action) {
+      case Action::kPartial:
+      case Action::kInsert:
+        res = b->book.insert(r.side, r.id, r.price, r.size);
+        break;
+      case Action::kUpdate:
+        res = b->book.update(r.side, r.id, r.size, r.has_price, r.price);
+        break;
+      case Action::kDelete:
+        res = b->book.remove(r.side, r.id);
+        break;
+    }
+    if (res == OrderBook::Result::kUnknownLevel) {
+      ++stats_.unknown_levels;
+      emit(EventKind::kUnknownLevel, tid, sym, static_cast<int64_t>(r.id));
+      mark_book_stale(*b);
+    } else if (res == OrderBook::Result::kDuplicateInsert && h.action != Action::kPartial) {
+      ++stats_.duplicate_inserts;
+    }
+  }
+  if (dropped) {
+    stats_.rows_dropped_before_partial += dropped;
+    emit(EventKind::kDroppedBeforePartial, tid, kNoSymbol, static_cast<int64_t>(dropped));
+  }
+  return true;
+}
+
+bool FeedEngine::generic_rows(od::array data, TableEntry& t, FrameHeader& h) {
+  GenericTable& g = *t.generic;
+  const uint16_t tid = h.table;
+  const uint32_t symbol_field = g.symbol_field();
+  uint64_t dropped = 0;
+  for (auto row_result : data) {
+    od::object row;
+    if (row_result.get_object().get(row)) {
+      h.rows_lost = true;
+      return false;
+    }
+    raw_row_.clear();
+    bool bad = false;
+    uint32_t pos = 0;
+    for (auto fr : row) {
+      if (fr.error()) {
+        h.rows_lost = true;
+        return false;
+      }
+      od::field f = fr.value_unsafe();
+      const uint32_t name = g.field_id(raw_key(f), pos++);
+      od::value v = f.value();
+      std::string_view raw;
+      if (raw_value(v, raw)) {
+        h.rows_lost = true;
+        return false;
+      }
+      if (name == Interner::kNone || raw_row_.size() == raw_row_.capacity()) {
+        bad = true;  // more distinct fields than configured
+        continue;
+      }
+      raw_row_.push_back(RawField{name, raw});
+    }
+    ++t.rows[static_cast<int>(h.action)];
+    ++stats_.rows;
+    uint32_t sym = kNoSymbol;
+    std::string_view sym_text;
+    for (const RawField& f : raw_row_) {
+      if (f.name == symbol_field && plain_string(f.value, sym_text)) {
+        // Only a partial, or a table covered whole, brings new symbols into the directory.
+        sym = h.action == Action::kPartial || g.covers_all() ? symbol_id(sym_text)
+                                                             : symbols_.find(sym_text);
+        break;
+      }
+    }
+    if (h.action != Action::kPartial && !g.covers(sym)) {
+      ++dropped;
+      continue;
+    }
+    if (bad) {
+      ++stats_.bad_rows;
+      ++stats_.capacity_exceeded;
+      emit(EventKind::kBadRow, tid, sym, 0, "row with more fields than max_fields_per_row");
+      continue;
+    }
+    switch (g.apply(h.action, raw_row_)) {
+      case GenericTable::Result::kOk:
+        break;
+      case GenericTable::Result::kReplaced:
+        ++stats_.duplicate_inserts;
+        break;
+      case GenericTable::Result::kBadKey:
+        ++stats_.bad_rows;
+        emit(EventKind::kBadRow, tid, sym, 0, "row without its key fields");
+        continue;
+      case GenericTable::Result::kUnknownRow:
+        ++stats_.unknown_rows;
+        emit(EventKind::kUnknownRow, tid, sym);
+        if (!g.stale) {
+          g.stale = true;
+          ++stats_.tables_marked_stale;
+        }
+        continue;
+    }
+    if ((t.is_trade || t.is_quote) && sym != kNoSymbol && h.action != Action::kDelete) {
+      extract_typed(t, sym, raw_row_);
+    }
+  }
+  if (dropped) {
+    stats_.rows_dropped_before_partial += dropped;
+    emit(EventKind::kDroppedBeforePartial, tid, kNoSymbol, static_cast<int64_t>(dropped));
+  }
+  return true;
+}
+
+// Latest trade and quote per symbol as numbers, for the segment and the tools. No allocation.
+void FeedEngine::extract_typed(const TableEntry& t, uint32_t symbol,
+                               std::span<const RawField> row) {
+  std::array<std::string_view, 5> v{};  // by position in TableEntry::typed_fields
+  for (const RawField& f : row) {
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (f.name == t.typed_fields[i]) v[i] = f.value;
+    }
+  }
+  int64_t ts = 0;
+  std::string_view text;
+  if (plain_string(v[0], text)) parse_timestamp(text, ts);
+  if (t.is_trade) {  // timestamp, price, size, side
+    LastTrade& lt = trades_[symbol];
+    if (to_double(v[1], lt.price) && to_int(v[2], lt.size)) {
+      lt.timestamp_ns = ts;
+      lt.side = plain_string(v[3], text) && text == "Sell" ? Side::kSell : Side::kBuy;
+      lt.valid = true;
+    }
+  } else {  // timestamp, bidPrice, bidSize, askPrice, askSize
+    LastQuote& q = quotes_[symbol];
+    q.has_bid = to_double(v[1], q.bid_price) && to_int(v[2], q.bid_size);
+    q.has_ask = to_double(v[3], q.ask_price) && to_int(v[4], q.ask_size);
+    q.timestamp_ns = ts;
+    q.valid = true;
+  }
+}
+
+void FeedEngine::end_frame(FrameHeader& h) {
+  if (h.table == Event::kNoTable) return;
+  for (auto& [b, sym] : touched_) {
+    if (b->book.grew()) {
+      b->book.reset_grew();
+      if (h.action != Action::kPartial) {
+        ++stats_.book_growths;
+        emit(EventKind::kBookGrew, h.table, sym, b->book.capacity());
+      }
+    }
+    if (h.action == Action::kPartial) b->book.reserve(b->book.size() * 2 + 64);  // cold
+    if (!b->stale && b->book.crossed()) {
+      ++stats_.crossed_books;
+      emit(EventKind::kCrossedBook, h.table, sym);
+      mark_book_stale(*b);
+    }
+  }
+}
+
+const FeedEngine::BookEntry* FeedEngine::book(std::string_view symbol,
+                                              std::string_view table) const noexcept {
+  const uint32_t tid = table_names_.find(table);
+  const uint32_t sym = symbols_.find(symbol);
+  if (tid == Interner::kNone || sym == kNoSymbol) return nullptr;
+  const TableEntry& t = tables_[tid];
+  return sym < t.books.size() ? t.books[sym].get() : nullptr;
+}
+
+const GenericTable* FeedEngine::table(std::string_view name) const noexcept {
+  const uint32_t tid = table_names_.find(name);
+  return tid == Interner::kNone ? nullptr : tables_[tid].generic.get();
+}
+
+const LastTrade* FeedEngine::last_trade(std::string_view symbol) const noexcept {
+  const uint32_t sym = symbols_.find(symbol);
+  return sym == kNoSymbol || !trades_[sym].valid ? nullptr : &trades_[sym];
+}
+
+const LastQuote* FeedEngine::last_quote(std::string_view symbol) const noexcept {
+  const uint32_t sym = symbols_.find(symbol);
+  return sym == kNoSymbol || !quotes_[sym].valid ? nullptr : &quotes_[sym];
+}
+
+}  // namespace bmx

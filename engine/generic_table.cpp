@@ -1,0 +1,168 @@
+#include "engine/generic_table.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "engine/json_text.hpp"
+
+namespace bmx {
+
+namespace {
+constexpr uint32_t kMaxFieldNameLen = 64;
+constexpr size_t kMinRowText = 256;
+}  // namespace
+
+GenericTable::GenericTable(std::string name, uint32_t max_fields, uint32_t max_symbols)
+    : name_(std::move(name)),
+      fields_(max_fields, kMaxFieldNameLen),
+      field_at_(max_fields, Interner::kNone),
+      symbol_field_(fields_.intern("symbol")),
+      covered_(max_symbols, 0) {
+  key_.reserve(256);
+  scratch_.reserve(4096);
+}
+
+uint32_t GenericTable::field_id(std::string_view raw_name, uint32_t position) noexcept {
+  if (position < field_at_.size()) {
+    const uint32_t guess = field_at_[position];
+    if (guess != Interner::kNone && fields_.name(guess) == raw_name) return guess;
+    const uint32_t id = fields_.intern(raw_name);
+    field_at_[position] = id;
+    return id;
+  }
+  return fields_.intern(raw_name);
+}
+
+void GenericTable::begin_partial(std::span<const uint32_t> keys, std::span<const RawField> filter) {
+  keys_.assign(keys.begin(), keys.end());
+  partial_seen_ = true;
+  stale = false;
+  for (auto it = index_.begin(); it != index_.end();) {
+    Row& row = rows_[it->second];
+    const bool covered = std::all_of(filter.begin(), filter.end(), [&](const RawField& f) {
+      return row.value(f.name) == f.value;
+    });
+    if (covered) {
+      row.in_use = false;
+      free_rows_.push_back(it->second);
+      it = index_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+bool GenericTable::make_key(std::span<const RawField> row, std::string& out) const {
+  out.clear();
+  if (keys_.empty()) {  // keyless: the latest row per symbol
+    for (const RawField& f : row) {
+      if (f.name == symbol_field_) return json::append_key_part(f.value, out);
+    }
+    return true;  // no symbol at all: one row for the whole table
+  }
+  for (size_t k = 0; k < keys_.size(); ++k) {
+    if (k) out.push_back('|');
+    const auto it =
+        std::find_if(row.begin(), row.end(), [&](const RawField& f) { return f.name == keys_[k]; });
+    if (it == row.end() || !json::append_key_part(it->value, out)) return false;
+  }
+  return true;
+}
+
+const GenericTable::Row* GenericTable::find(std::string_view key) const noexcept {
+  const auto it = index_.find(key);
+  return it == index_.end() ? nullptr : &rows_[it->second];
+}
+
+uint32_t GenericTable::new_row() {
+  if (!free_rows_.empty()) {
+    const uint32_t slot = free_rows_.back();
+    free_rows_.pop_back();
+    return slot;
+  }
+  rows_.emplace_back();
+  return static_cast<uint32_t>(rows_.size() - 1);
+}
+
+void GenericTable::write_row(Row& row, std::span<const RawField> fields) {
+  size_t bytes = 0;
+  for (const RawField& f : fields)
+    bytes += f.value.size();
+  if (row.text.capacity() < bytes) row.text.reserve(std::max(kMinRowText, bytes * 2));
+  if (row.fields.capacity() < fields.size()) row.fields.reserve(fields.size() * 2);
+  row.fields.clear();
+  row.text.clear();
+  for (const RawField& f : fields) {
+    row.fields.push_back(Field{f.name, static_cast<uint32_t>(row.text.size()),
+                               static_cast<uint32_t>(f.value.size())});
+    row.text.append(f.value);
+  }
+  row.live_bytes = static_cast<uint32_t>(row.text.size());
+  row.in_use = true;
+}
+
+void GenericTable::merge_row(Row& row, std::span<const RawField> fields) {
+  for (const RawField& in : fields) {
+    const auto len = static_cast<uint32_t>(in.value.size());
+    auto it = std::find_if(row.fields.begin(), row.fields.end(),
+                           [&](const Field& f) { return f.name == in.name; });
+    if (it == row.fields.end()) {
+      row.fields.push_back(Field{in.name, static_cast<uint32_t>(row.text.size()), len});
+      row.text.append(in.value);
+      row.live_bytes += len;
+    } else if (len <= it->length) {
+      std::memcpy(row.text.data() + it->offset, in.value.data(), len);
+      row.live_bytes -= it->length - len;
+      it->length = len;
+    } else {
+      row.live_bytes += len - it->length;
+      it->offset = static_cast<uint32_t>(row.text.size());
+      it->length = len;
+      row.text.append(in.value);
+    }
+  }
+  if (row.text.size() > 2 * static_cast<size_t>(row.live_bytes) + 64) compact(row, scratch_);
+}
+
+void GenericTable::compact(Row& row, std::string& scratch) {
+  scratch.clear();
+  for (Field& f : row.fields) {
+    const auto at = static_cast<uint32_t>(scratch.size());
+    scratch.append(row.text, f.offset, f.length);
+    f.offset = at;
+  }
+  row.text.swap(scratch);
+  row.live_bytes = static_cast<uint32_t>(row.text.size());
+}
+
+GenericTable::Result GenericTable::apply(Action action, std::span<const RawField> fields) {
+  if (!make_key(fields, key_)) return Result::kBadKey;
+  const auto it = index_.find(std::string_view(key_));
+  switch (action) {
+    case Action::kPartial:
+    case Action::kInsert: {
+      if (it != index_.end()) {
+        write_row(rows_[it->second], fields);
+        return keys_.empty() ? Result::kOk : Result::kReplaced;
+      }
+      const uint32_t slot = new_row();
+      write_row(rows_[slot], fields);
+      index_.emplace(key_, slot);
+      return Result::kOk;
+    }
+    case Action::kUpdate:
+      if (it == index_.end()) return Result::kUnknownRow;
+      merge_row(rows_[it->second], fields);
+      return Result::kOk;
+    case Action::kDelete:
+      if (it == index_.end()) return Result::kUnknownRow;
+      rows_[it->second].in_use = false;
+      free_rows_.push_back(it->second);
+      index_.erase(it);
+      return Result::kOk;
+  }
+  return Result::kOk;
+}
+
+}  // namespace bmx

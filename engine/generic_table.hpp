@@ -1,0 +1,134 @@
+// Rows of any BitMEX table, kept as received: instrument, order, position, execution, margin,
+// wallet, funding, liquidation, orderBook10, trade, quote, ... with no code per table.
+//
+// A row is a list of (field id, raw JSON value) over one text buffer. Values stay as the exchange
+// wrote them, so a number read back parses to the very same double and a string keeps its exact
+// bytes; field names are interned per table. An `update` merges: a value that fits its old place is
+// overwritten there, a longer one is appended, and the row compacts itself when more than half of
+// its text is dead. Rows are found by the `keys` that the table's partial announced, joined with
+// '|' (the seed's make_key); keyless tables (trade, quote, liquidation, ...) keep the latest row
+// per symbol.
+//
+// Allocation: updates and keyless inserts reuse the row's buffers (sized with headroom when the
+// row is created), so steady streams allocate nothing. A keyed insert of a new row takes a recycled
+// row when one is free and otherwise allocates; growth of a keyed table is not bounded by design
+// (an account's orders are not), and is the one cold case here.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/interner.hpp"
+#include "shm/types.hpp"
+
+namespace bmx {
+
+// One field of an incoming row: interned name, raw JSON value token (trimmed).
+struct RawField {
+  uint32_t name;
+  std::string_view value;
+};
+
+class GenericTable {
+ public:
+  struct Field {
+    uint32_t name;
+    uint32_t offset;
+    uint32_t length;
+  };
+  struct Row {
+    std::vector<Field> fields;
+    std::string text;
+    uint32_t live_bytes = 0;
+    bool in_use = false;
+
+    // Raw JSON of a field, or empty when the row lacks it. Any thread that owns the table.
+    [[nodiscard]] std::string_view value(uint32_t name) const noexcept {
+      for (const Field& f : fields) {
+        if (f.name == name) return {text.data() + f.offset, f.length};
+      }
+      return {};
+    }
+  };
+
+  enum class Result : uint8_t { kOk, kUnknownRow, kBadKey, kReplaced };
+
+  GenericTable(std::string name, uint32_t max_fields, uint32_t max_symbols);
+
+  [[nodiscard]] const std::string& name() const noexcept { return name_; }
+
+  // Field-name interning. `field_hint` is the row position: rows of one table list their fields in
+  // the same order, so the name seen at the same position last time is tried first (one compare,
+  // no hash). Network thread; no allocation.
+  [[nodiscard]] uint32_t field_id(std::string_view raw_name, uint32_t position) noexcept;
+  [[nodiscard]] uint32_t find_field(std::string_view name) const noexcept {
+    return fields_.find(name);
+  }
+  [[nodiscard]] std::string_view field_name(uint32_t id) const noexcept { return fields_.name(id); }
+
+  // Partial: set the key fields and drop every row that the filter covers (all rows if the filter
+  // is empty), keeping their memory for reuse. Cold path.
+  void begin_partial(std::span<const uint32_t> keys, std::span<const RawField> filter);
+  [[nodiscard]] bool keyless() const noexcept { return keys_.empty(); }
+  [[nodiscard]] std::span<const uint32_t> keys() const noexcept { return keys_; }
+
+  // Applies one row. Network thread; no allocation except for a new keyed row with no recycled row
+  // free, or a row that outgrows its buffers.
+  Result apply(Action action, std::span<const RawField> row);
+
+  // Key of `row` in canonical form, into `out` (cleared first). False when a key field is missing
+  // or is not a scalar.
+  bool make_key(std::span<const RawField> row, std::string& out) const;
+
+  [[nodiscard]] const Row* find(std::string_view key) const noexcept;
+  [[nodiscard]] size_t size() const noexcept { return index_.size(); }
+  template <class F>
+  void for_each(F&& f) const {
+    for (const auto& [key, slot] : index_)
+      f(std::string_view(key), rows_[slot]);
+  }
+
+  // Partial coverage: deltas are kept only for what a partial covered.
+  [[nodiscard]] bool covers(uint32_t symbol) const noexcept {
+    return whole_ || (symbol < covered_.size() && covered_[symbol]);
+  }
+  void cover_all() noexcept { whole_ = true; }
+  [[nodiscard]] bool covers_all() const noexcept { return whole_; }
+  [[nodiscard]] uint32_t symbol_field() const noexcept { return symbol_field_; }
+  void cover_symbol(uint32_t symbol) noexcept {
+    if (symbol < covered_.size()) covered_[symbol] = 1;
+  }
+  [[nodiscard]] bool has_partial() const noexcept { return partial_seen_; }
+
+  bool stale = false;
+
+ private:
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const noexcept { return Interner::hash(s); }
+  };
+  uint32_t new_row();
+  void write_row(Row& row, std::span<const RawField> fields);
+  void merge_row(Row& row, std::span<const RawField> fields);
+  static void compact(Row& row, std::string& scratch);
+
+  std::string name_;
+  Interner fields_;
+  std::vector<uint32_t> field_at_;  // last field id seen at each row position
+  std::vector<uint32_t> keys_;
+  uint32_t symbol_field_;
+  bool whole_ = false;
+  bool partial_seen_ = false;
+  std::vector<uint8_t> covered_;
+  std::unordered_map<std::string, uint32_t, Hash, std::equal_to<>> index_;
+  std::vector<Row> rows_;
+  std::vector<uint32_t> free_rows_;
+  std::string key_;      // scratch
+  std::string scratch_;  // scratch for compaction
+};
+
+}  // namespace bmx

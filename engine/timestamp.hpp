@@ -1,0 +1,105 @@
+// BitMEX timestamps to nanoseconds since the Unix epoch, without allocation.
+//
+// BitMEX writes ISO 8601 in UTC with milliseconds ("2021-07-22T22:36:10.014Z"). We accept 0 to 9
+// fractional digits and a trailing 'Z' (or "+00:00"), and nothing else: a timestamp that does not
+// parse is reported, never guessed. This is the seed library's parse_timestamp, as an integer.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+namespace bmx {
+
+namespace detail {
+// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
+constexpr int64_t days_from_civil(int64_t y, unsigned m, unsigned d) noexcept {
+  y -= m <= 2;
+  const int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const auto yoe = static_cast<unsigned>(y - era * 400);
+  const unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + static_cast<int64_t>(doe) - 719468;
+}
+
+constexpr bool digits(std::string_view s, size_t pos, size_t n, unsigned& out) noexcept {
+  if (pos + n > s.size()) return false;
+  unsigned v = 0;
+  for (size_t i = pos; i < pos + n; ++i) {
+    const unsigned c = static_cast<unsigned char>(s[i]) - '0';
+    if (c > 9) return false;
+    v = v * 10 + c;
+  }
+  out = v;
+  return true;
+}
+
+constexpr bool leap(unsigned y) noexcept {
+  return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+}  // namespace detail
+
+// Parses "YYYY-MM-DDTHH:MM:SS[.fffffffff](Z|+00:00)". Any thread; no allocation; noexcept.
+// Returns false (and leaves `ns` alone) on anything else, including out-of-range fields.
+constexpr bool parse_timestamp(std::string_view s, int64_t& ns) noexcept {
+  unsigned y = 0, mo = 0, d = 0, h = 0, mi = 0, se = 0;
+  if (s.size() < 20 || !detail::digits(s, 0, 4, y) || s[4] != '-' || !detail::digits(s, 5, 2, mo) ||
+      s[7] != '-' || !detail::digits(s, 8, 2, d) || (s[10] != 'T' && s[10] != ' ') ||
+      !detail::digits(s, 11, 2, h) || s[13] != ':' || !detail::digits(s, 14, 2, mi) ||
+      s[16] != ':' || !detail::digits(s, 17, 2, se)) {
+    return false;
+  }
+  constexpr unsigned kDays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || se > 60) return false;
+  if (d > kDays[mo - 1] + (mo == 2 && detail::leap(y) ? 1u : 0u)) return false;
+  size_t pos = 19;
+  int64_t frac = 0;
+  if (s[pos] == '.') {
+    ++pos;
+    int n = 0;
+    while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') {
+      if (++n > 9) return false;
+      frac = frac * 10 + (s[pos] - '0');
+      ++pos;
+    }
+    if (n == 0) return false;
+    for (; n < 9; ++n)
+      frac *= 10;
+  }
+  const std::string_view zone = s.substr(pos);
+  if (zone != "Z" && zone != "+00:00") return false;
+  const int64_t days = detail::days_from_civil(y, mo, d);
+  ns = ((days * 86400 + h * 3600 + mi * 60 + se) * 1'000'000'000LL) + frac;
+  return true;
+}
+
+// Parses a decimal count of seconds since the epoch ("1626993367.875267", as the cryptofeed
+// captures write receive times) into nanoseconds exactly, without going through a double.
+constexpr bool parse_unix_seconds(std::string_view s, int64_t& ns) noexcept {
+  size_t pos = 0;
+  int64_t secs = 0;
+  int n = 0;
+  while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') {
+    if (++n > 12) return false;
+    secs = secs * 10 + (s[pos++] - '0');
+  }
+  if (n == 0) return false;
+  int64_t frac = 0;
+  int f = 0;
+  if (pos < s.size() && s[pos] == '.') {
+    ++pos;
+    while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') {
+      if (f < 9) {
+        frac = frac * 10 + (s[pos] - '0');
+        ++f;
+      }
+      ++pos;  // digits past nanoseconds are truncated
+    }
+  }
+  if (pos != s.size()) return false;
+  for (; f < 9; ++f)
+    frac *= 10;
+  ns = secs * 1'000'000'000LL + frac;
+  return true;
+}
+
+}  // namespace bmx
