@@ -188,6 +188,17 @@ uint16_t FeedEngine::find_table(std::string_view name) const noexcept {
   return id == Interner::kNone ? Event::kNoTable : static_cast<uint16_t>(id);
 }
 
+// The table a frame names in its first bytes, when its JSON cannot be trusted (oversized, broken).
+// Only tables already known count. No allocation.
+uint16_t FeedEngine::sniff_table(std::string_view text) const noexcept {
+  static constexpr std::string_view kTag = "\"table\":\"";
+  const std::string_view head = text.substr(0, 256);
+  const size_t at = head.find(kTag);
+  if (at == std::string_view::npos) return Event::kNoTable;
+  const std::string_view rest = head.substr(at + kTag.size());
+  return find_table(rest.substr(0, rest.find('"')));
+}
+
 uint16_t FeedEngine::table_id(std::string_view name) {
   const uint32_t known = table_names_.find(name);
   if (known != Interner::kNone) return static_cast<uint16_t>(known);
@@ -252,17 +263,9 @@ FrameResult FeedEngine::on_frame(const char* data, size_t len, size_t capacity, 
 
   if (len > config_.max_frame_bytes || capacity < len + simdjson::SIMDJSON_PADDING) {
     // Too big to parse. If it names a table, whatever it carried is lost for that table.
-    const std::string_view head = text.substr(0, 256);
-    const size_t at = head.find("\"table\":\"");
-    if (at != std::string_view::npos) {
-      const std::string_view rest = head.substr(at + 9);
-      const uint32_t id = table_names_.find(rest.substr(0, rest.find('"')));
-      if (id != Interner::kNone) {
-        h.table = static_cast<uint16_t>(id);
-        mark_table_books_stale(tables_[id]);
-      }
-    }
-    return fail(FrameKind::kOversized, h, head.substr(0, 64));
+    h.table = sniff_table(text);
+    if (h.table != Event::kNoTable) mark_table_books_stale(tables_[h.table]);
+    return fail(FrameKind::kOversized, h, text.substr(0, 64));
   }
   if (text == "pong") {
     ++stats_.frames[static_cast<int>(FrameKind::kPong)];
@@ -273,6 +276,13 @@ FrameResult FeedEngine::on_frame(const char* data, size_t len, size_t capacity, 
   od::object obj;
   if (parser_.iterate(simdjson::padded_string_view(data, len, capacity)).get(doc) ||
       doc.get_object().get(obj)) {
+    const size_t first = text.find_first_not_of(" \t\r\n");
+    if (first != std::string_view::npos && text[first] == '[') {
+      return fail(FrameKind::kUnknown, h, text.substr(0, 64));  // JSON, but no BitMEX message
+    }
+    // Not JSON at all, or broken early: if it names a table, that table's rows are lost.
+    h.table = sniff_table(text);
+    if (h.table != Event::kNoTable) mark_table_books_stale(tables_[h.table]);
     return fail(FrameKind::kMalformed, h, text.substr(0, 64));
   }
 
@@ -350,9 +360,10 @@ FrameResult FeedEngine::on_frame(const char* data, size_t len, size_t capacity, 
   }
 
   if (!ok) {
-    // Broken part-way. Rows already applied stay applied, but the frame's remaining rows are lost:
-    // every book it touched is no longer trustworthy, and if it broke before naming a symbol, every
-    // book of its table.
+    if (h.table == Event::kNoTable) h.table = sniff_table(text);
+    // Broken. Rows already applied stay applied, but what the frame carried past the break is lost,
+    // and nobody can say for which symbols: every book of the table is marked stale (the live feed
+    // resubscribes them), unless the break came after the rows, when the touched books suffice.
     if (h.table != Event::kNoTable) {
       TableEntry& t = tables_[h.table];
       if (touched_.empty() || h.rows_lost) mark_table_books_stale(t);

@@ -197,6 +197,7 @@ class FeedEngine {
   void end_frame(FrameHeader& h);
   void extract_typed(const TableEntry& t, uint32_t symbol, std::span<const RawField> row);
   uint16_t table_id(std::string_view name);
+  [[nodiscard]] uint16_t sniff_table(std::string_view text) const noexcept;
   uint32_t symbol_id(std::string_view sym);
   Event* emit(EventKind kind, uint16_t table = Event::kNoTable, uint32_t symbol = kNoSymbol,
               int64_t value = 0, std::string_view text = {}) noexcept;
