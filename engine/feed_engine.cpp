@@ -626,6 +626,8 @@ bool FeedEngine::book_rows(od::array data, TableEntry& t, FrameHeader& h) {
     OrderBook::Result res = OrderBook::Result::kOk;
     switch (h.action) {
       case Action::kPartial:
+        res = b->book.bulk_insert(r.side, r.id, r.price, r.size);
+        break;
       case Action::kInsert:
         res = b->book.insert(r.side, r.id, r.price, r.size);
         break;
@@ -774,7 +776,10 @@ void FeedEngine::end_frame(FrameHeader& h) {
         emit(EventKind::kBookGrew, h.table, sym, b->book.capacity());
       }
     }
-    if (h.action == Action::kPartial) b->book.reserve(b->book.size() * 2 + 64);  // cold
+    if (h.action == Action::kPartial) {  // cold: order the image, leave room for its deltas
+      b->book.finish_bulk();
+      b->book.reserve(b->book.size() * 2 + 64);
+    }
     if (!b->stale && b->book.crossed()) {
       ++stats_.crossed_books;
       emit(EventKind::kCrossedBook, h.table, sym);

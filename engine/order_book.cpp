@@ -138,6 +138,39 @@ OrderBook::Result OrderBook::insert(Side side, uint64_t id, double price, int64_
   return Result::kOk;
 }
 
+OrderBook::Result OrderBook::bulk_insert(Side side, uint64_t id, double price, int64_t size) {
+  const uint64_t k = key(side, id);
+  const uint64_t at = find_index(k);
+  if (at <= mask_) {  // repeated level inside one partial: the last one wins
+    const uint32_t slot = index_slots_[at];
+    slots_[slot].price = price;
+    slots_[slot].size = size;
+    for (Entry& e : order_[index(side)]) {
+      if (e.slot == slot) e.price = price;
+    }
+    return Result::kDuplicateInsert;
+  }
+  if (free_.empty()) {
+    rebuild(static_cast<uint32_t>(slots_.size()) * 2);
+    grew_ = true;
+  }
+  const uint32_t slot = free_.back();
+  free_.pop_back();
+  slots_[slot] = BookLevel{price, size, id};
+  index_insert(k, slot);
+  order_[index(side)].push_back(Entry{price, slot});
+  return Result::kOk;
+}
+
+void OrderBook::finish_bulk() {
+  auto& bids = order_[0];
+  auto& asks = order_[1];
+  std::stable_sort(bids.begin(), bids.end(),
+                   [](const Entry& a, const Entry& b) { return a.price < b.price; });
+  std::stable_sort(asks.begin(), asks.end(),
+                   [](const Entry& a, const Entry& b) { return a.price > b.price; });
+}
+
 OrderBook::Result OrderBook::update(Side side, uint64_t id, int64_t size, bool has_price,
                                     double price) noexcept {
   const uint64_t at = find_index(key(side, id));

@@ -51,6 +51,11 @@ class OrderBook {
   // capacity (then `grew()` turns true until reset_grew()); no exception except std::bad_alloc
   // from that growth.
   Result insert(Side side, uint64_t id, double price, int64_t size);
+  // A partial's levels, appended unsorted; finish_bulk() sorts each side once. A partial lists
+  // ~10k levels in price order, which would make one-by-one sorted inserts quadratic on one side.
+  // Cold path.
+  Result bulk_insert(Side side, uint64_t id, double price, int64_t size);
+  void finish_bulk();
   // `has_price` false: keep the level's price (2021 era). A new price moves the level.
   Result update(Side side, uint64_t id, int64_t size, bool has_price, double price) noexcept;
   Result remove(Side side, uint64_t id) noexcept;
