@@ -562,13 +562,9 @@ bool FeedEngine::book_rows(od::array data, TableEntry& t, FrameHeader& h) {
         case 4:  // side, size
           if (key == "side") {
             std::string_view s;
-            if (!plain_string(json::trim_token(v.raw_json_token()), s)) {
-              bad = true;
-            } else if (s == "Buy") {
-              r.side = Side::kBuy;
-              r.has_side = true;
-            } else if (s == "Sell") {
-              r.side = Side::kSell;
+            if (plain_string(json::trim_token(v.raw_json_token()), s) &&
+                (s == "Buy" || s == "Sell")) {
+              r.side = s == "Buy" ? Side::kBuy : Side::kSell;
               r.has_side = true;
             } else {
               bad = true;

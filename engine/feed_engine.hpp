@@ -95,7 +95,7 @@ std::string_view to_string(EventKind k) noexcept;
 // the hot path, formatted elsewhere.
 struct Event {
   static constexpr uint16_t kNoTable = UINT16_MAX;
-  EventKind kind;
+  EventKind kind = EventKind::kUnknownFrame;
   uint16_t table = kNoTable;
   uint32_t symbol = kNoSymbol;
   uint64_t frame = 0;  // frame number, from 1
@@ -120,7 +120,7 @@ struct LastQuote {
 };
 
 struct FrameResult {
-  FrameKind kind;
+  FrameKind kind = FrameKind::kUnknown;
   Action action = Action::kInsert;  // meaningful for kTable
   uint16_t table = Event::kNoTable;
 };

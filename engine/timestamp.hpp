@@ -68,7 +68,7 @@ constexpr bool parse_timestamp(std::string_view s, int64_t& ns) noexcept {
   const std::string_view zone = s.substr(pos);
   if (zone != "Z" && zone != "+00:00") return false;
   const int64_t days = detail::days_from_civil(y, mo, d);
-  ns = ((days * 86400 + h * 3600 + mi * 60 + se) * 1'000'000'000LL) + frac;
+  ns = ((days * 86400 + int64_t{h} * 3600 + int64_t{mi} * 60 + se) * 1'000'000'000LL) + frac;
   return true;
 }
 

@@ -102,6 +102,7 @@ int main(int argc, char** argv) {
 
   try {
     std::vector<bmx::Capture> loaded;
+    loaded.reserve(captures.size());
     for (const auto& path : captures)
       loaded.push_back(bmx::Capture::load(path));
 
