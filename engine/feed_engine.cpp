@@ -59,15 +59,13 @@ std::string_view to_string(EventKind k) noexcept {
 
 namespace {
 
-// The raw bytes of an object key, without its quotes. Keys were validated as closed strings by
-// simdjson's first stage, so the scan ends inside the frame. No allocation.
-std::string_view raw_key(od::field& f) noexcept {
-  const char* p = reinterpret_cast<const char*>(f.key().raw());
-  const char* q = p;
-  while (*q != '"')
-    q += (*q == '\\') ? 2 : 1;
-  return {p, static_cast<size_t>(q - p)};
+// The byte after a key's opening quote, inside the padded frame.
+const char* key_ptr(od::field& f) noexcept {
+  return reinterpret_cast<const char*>(f.key().raw());
 }
+
+using json::key_is;
+using json::plain_string;
 
 // Raw token of a scalar (trimmed), or the whole text of an object/array. Does not consume a
 // scalar; consumes a composite.
@@ -84,23 +82,6 @@ error_code raw_value(od::value& v, std::string_view& out) noexcept {
   }
   out = json::trim_token(tok);
   return simdjson::SUCCESS;
-}
-
-// The contents of a plain JSON string token ("XBTUSD" -> XBTUSD); false when it is not a string
-// or holds escapes (no symbol or side ever does).
-bool plain_string(std::string_view tok, std::string_view& out) noexcept {
-  if (tok.size() < 2 || tok.front() != '"' || tok.back() != '"') return false;
-  out = tok.substr(1, tok.size() - 2);
-  return out.find('\\') == std::string_view::npos;
-}
-
-bool to_double(std::string_view tok, double& out) noexcept {
-  const auto r = std::from_chars(tok.data(), tok.data() + tok.size(), out);
-  return r.ec == std::errc() && r.ptr == tok.data() + tok.size();
-}
-bool to_int(std::string_view tok, int64_t& out) noexcept {
-  const auto r = std::from_chars(tok.data(), tok.data() + tok.size(), out);
-  return r.ec == std::errc() && r.ptr == tok.data() + tok.size();
 }
 
 bool parse_action(std::string_view s, Action& a) noexcept {
@@ -128,11 +109,8 @@ struct FeedEngine::FrameHeader {
   bool data_done = false;
   bool has_data = false;
   bool rows_lost = false;  // a row failed part-way in a way that cannot be attributed
-  // A partial's keys and filter, as raw text inside the frame (names without quotes).
-  static constexpr size_t kMaxKeys = 16;
-  std::array<std::string_view, kMaxKeys> keys{};
-  std::array<std::pair<std::string_view, std::string_view>, kMaxKeys> filter{};
-  uint8_t key_count = 0, filter_count = 0;
+  bool saw_keys = false, saw_filter = false;
+  uint8_t key_count = 0, filter_count = 0;  // in FeedEngine::partial_keys_ / partial_filter_
   // Control frames.
   bool success = false, has_info = false, has_error = false, has_cancel = false;
   std::string_view subscribe, unsubscribe, error_text;
@@ -179,7 +157,7 @@ Event* FeedEngine::emit(EventKind kind, uint16_t table, uint32_t symbol, int64_t
   e.frame = frame_no_;
   e.value = value;
   e.text_len = static_cast<uint16_t>(std::min(text.size(), sizeof(e.text)));
-  std::memcpy(e.text, text.data(), e.text_len);
+  if (e.text_len) std::memcpy(e.text, text.data(), e.text_len);
   return &e;
 }
 
@@ -200,8 +178,13 @@ uint16_t FeedEngine::sniff_table(std::string_view text) const noexcept {
 }
 
 uint16_t FeedEngine::table_id(std::string_view name) {
+  if (name == last_table_name_) return last_table_id_;
   const uint32_t known = table_names_.find(name);
-  if (known != Interner::kNone) return static_cast<uint16_t>(known);
+  if (known != Interner::kNone) {
+    last_table_name_ = table_names_.name(known);
+    last_table_id_ = static_cast<uint16_t>(known);
+    return last_table_id_;
+  }
   const uint32_t id = table_names_.intern(name);
   if (id == Interner::kNone) {
     ++stats_.capacity_exceeded;
@@ -217,16 +200,19 @@ uint16_t FeedEngine::table_id(std::string_view name) {
   if (!t.is_book) {
     t.generic =
         std::make_unique<GenericTable>(t.name, config_.max_fields_per_row, config_.max_symbols);
-    static constexpr std::array<std::string_view, 5> kTrade = {"timestamp", "price", "size", "side",
-                                                               ""};
+    static constexpr std::array<std::string_view, 4> kTrade = {"timestamp", "price", "size",
+                                                               "side"};
     static constexpr std::array<std::string_view, 5> kQuote = {"timestamp", "bidPrice", "bidSize",
                                                                "askPrice", "askSize"};
-    const auto& names = t.is_trade ? kTrade : kQuote;
-    for (size_t i = 0; i < names.size(); ++i) {
-      if ((t.is_trade || t.is_quote) && !names[i].empty()) {
-        t.typed_fields[i] = t.generic->field_id(names[i], UINT32_MAX);
+    auto type = [&](const auto& names) {
+      t.typed_slot.assign(config_.max_fields_per_row, kNotTyped);
+      for (size_t i = 0; i < names.size(); ++i) {
+        const uint32_t field = t.generic->field_id(names[i], UINT32_MAX);
+        if (field < t.typed_slot.size()) t.typed_slot[field] = static_cast<uint8_t>(i);
       }
-    }
+    };
+    if (t.is_trade) type(kTrade);
+    if (t.is_quote) type(kQuote);
   }
   return static_cast<uint16_t>(id);
 }
@@ -286,9 +272,9 @@ FrameResult FeedEngine::on_frame(const char* data, size_t len, size_t capacity, 
     return fail(FrameKind::kMalformed, h, text.substr(0, 64));
   }
 
-  // Pass one: every top-level field, in whatever order it comes. Table deltas are applied as soon
-  // as "data" is reached (BitMEX sends table and action first); a partial's data waits for pass two
-  // so that its keys and filter are known whatever their order.
+  // Pass one: every top-level field, in whatever order it comes. Rows are applied as soon as "data"
+  // is reached, which is the normal case since BitMEX sends table, action, keys and filter first.
+  // Data that comes earlier than what it needs waits for pass two.
   bool ok = true;
   for (auto field_result : obj) {
     if (field_result.error()) {
@@ -296,50 +282,64 @@ FrameResult FeedEngine::on_frame(const char* data, size_t len, size_t capacity, 
       break;
     }
     od::field field = field_result.value_unsafe();
-    const std::string_view key = raw_key(field);
+    const char* k = key_ptr(field);
     od::value v = field.value();
-    if (key == "table") {
-      std::string_view name;
-      if (v.get_string().get(name)) {
-        ok = false;
-        break;
-      }
-      h.kind = FrameKind::kTable;
-      h.table = table_id(name);
-    } else if (key == "action") {
-      std::string_view a;
-      h.has_action = !v.get_string().get(a) && parse_action(a, h.action);
-    } else if (key == "data") {
-      h.has_data = true;
-      if (h.kind == FrameKind::kTable && h.has_action && h.action != Action::kPartial &&
-          h.table != Event::kNoTable) {
-        od::array arr;
-        if (v.get_array().get(arr) || !process_data(arr, h)) {
-          ok = false;
-          break;
+    // Dispatch on the first byte, then one fixed-length compare: no key is measured.
+    switch (k[0]) {
+      case 't':
+        if (key_is(k, "table")) {
+          std::string_view name;
+          ok = plain_string(json::trim_token(v.raw_json_token()), name);
+          h.kind = FrameKind::kTable;
+          if (ok) h.table = table_id(name);
         }
-        h.data_done = true;
-      }
-    } else if (key == "keys") {
-      ok = parse_partial_keys(v, h);
-    } else if (key == "filter") {
-      ok = parse_partial_filter(v, h);
-    } else if (key == "info") {
-      h.has_info = true;
-    } else if (key == "success") {
-      bool b = false;
-      h.success = !v.get_bool().get(b) && b;
-    } else if (key == "subscribe") {
-      if (raw_value(v, h.subscribe)) ok = false;
-    } else if (key == "unsubscribe") {
-      if (raw_value(v, h.unsubscribe)) ok = false;
-    } else if (key == "error") {
-      h.has_error = true;
-      if (raw_value(v, h.error_text)) ok = false;
-    } else if (key == "status") {
-      if (v.get_int64().get(h.status)) h.status = 0;
-    } else if (key == "cancelTime" || key == "now") {
-      h.has_cancel = true;
+        break;
+      case 'a':
+        if (key_is(k, "action")) {
+          std::string_view a;
+          h.has_action =
+              plain_string(json::trim_token(v.raw_json_token()), a) && parse_action(a, h.action);
+        }
+        break;
+      case 'd':
+        if (key_is(k, "data")) ok = on_data(v, h);
+        break;
+      case 'k':
+        if (key_is(k, "keys")) ok = parse_partial_keys(v, h);
+        break;
+      case 'f':
+        if (key_is(k, "filter")) ok = parse_partial_filter(v, h);
+        break;
+      case 'i':
+        if (key_is(k, "info")) h.has_info = true;
+        break;
+      case 's':
+        if (key_is(k, "success")) {
+          bool yes = false;
+          h.success = !v.get_bool().get(yes) && yes;
+        } else if (key_is(k, "subscribe")) {
+          ok = !raw_value(v, h.subscribe);
+        } else if (key_is(k, "status")) {
+          if (v.get_int64().get(h.status)) h.status = 0;
+        }
+        break;
+      case 'u':
+        if (key_is(k, "unsubscribe")) ok = !raw_value(v, h.unsubscribe);
+        break;
+      case 'e':
+        if (key_is(k, "error")) {
+          h.has_error = true;
+          ok = !raw_value(v, h.error_text);
+        }
+        break;
+      case 'c':
+        if (key_is(k, "cancelTime")) h.has_cancel = true;
+        break;
+      case 'n':
+        if (key_is(k, "now")) h.has_cancel = true;
+        break;
+      default:
+        break;
     }
     if (!ok) break;
   }
@@ -417,17 +417,34 @@ bool FeedEngine::process_data(od::array data, FrameHeader& h) {
   return t.is_book ? book_rows(data, t, h) : generic_rows(data, t, h);
 }
 
+// "data" in pass one: apply now when everything it depends on is known, else leave it for pass
+// two. A partial needs its keys and filter (a partial without a filter resets the whole table, so
+// applying it before a late filter would wipe other symbols).
+bool FeedEngine::on_data(od::value& v, FrameHeader& h) {
+  h.has_data = true;
+  if (h.kind != FrameKind::kTable || !h.has_action || h.table == Event::kNoTable) return true;
+  if (h.action == Action::kPartial) {
+    if (!h.saw_keys || !h.saw_filter) return true;
+    if (!begin_partial(tables_[h.table], h)) return false;
+  }
+  od::array arr;
+  if (v.get_array().get(arr) || !process_data(arr, h)) return false;
+  h.data_done = true;
+  return true;
+}
+
 // `"keys":["symbol","id","side"]`: names kept as raw text. No allocation.
 bool FeedEngine::parse_partial_keys(od::value& v, FrameHeader& h) {
   od::array arr;
   if (v.get_array().get(arr)) return false;
+  h.saw_keys = true;
   for (auto k : arr) {
     std::string_view tok, name;
     if (k.raw_json_token().get(tok) || !plain_string(json::trim_token(tok), name) ||
-        h.key_count == FrameHeader::kMaxKeys) {
+        h.key_count == kMaxPartialKeys) {
       return false;
     }
-    h.keys[h.key_count++] = name;
+    partial_keys_[h.key_count++] = name;
   }
   return true;
 }
@@ -436,14 +453,15 @@ bool FeedEngine::parse_partial_keys(od::value& v, FrameHeader& h) {
 bool FeedEngine::parse_partial_filter(od::value& v, FrameHeader& h) {
   od::object obj;
   if (v.get_object().get(obj)) return false;
+  h.saw_filter = true;
   for (auto fr : obj) {
     std::string_view raw;
-    if (fr.error() || h.filter_count == FrameHeader::kMaxKeys) return false;
+    if (fr.error() || h.filter_count == kMaxPartialKeys) return false;
     od::field f = fr.value_unsafe();
-    const std::string_view name = raw_key(f);
+    const std::string_view name = json::scan_raw_key(key_ptr(f));
     od::value fv = f.value();
     if (raw_value(fv, raw)) return false;
-    h.filter[h.filter_count++] = {name, raw};
+    partial_filter_[h.filter_count++] = {name, raw};
   }
   return true;
 }
@@ -453,7 +471,7 @@ bool FeedEngine::begin_partial(TableEntry& t, FrameHeader& h) {
   uint32_t filter_symbol = kNoSymbol;
   bool other_filters = false;
   for (uint8_t i = 0; i < h.filter_count; ++i) {
-    const auto& [name, raw] = h.filter[i];
+    const auto& [name, raw] = partial_filter_[i];
     std::string_view sym;
     if (name == "symbol") {
       if (!plain_string(raw, sym) || (filter_symbol = symbol_id(sym)) == kNoSymbol) return false;
@@ -476,9 +494,10 @@ bool FeedEngine::begin_partial(TableEntry& t, FrameHeader& h) {
   key_ids_.clear();
   filter_.clear();
   for (uint8_t i = 0; i < h.key_count; ++i)
-    key_ids_.push_back(g.field_id(h.keys[i], UINT32_MAX));
+    key_ids_.push_back(g.field_id(partial_keys_[i], UINT32_MAX));
   for (uint8_t i = 0; i < h.filter_count; ++i) {
-    filter_.push_back(RawField{g.field_id(h.filter[i].first, UINT32_MAX), h.filter[i].second});
+    filter_.push_back(
+        RawField{g.field_id(partial_filter_[i].first, UINT32_MAX), partial_filter_[i].second});
   }
   g.begin_partial(key_ids_, filter_);
   if (filter_symbol == kNoSymbol || other_filters) {
@@ -550,42 +569,37 @@ bool FeedEngine::book_rows(od::array data, TableEntry& t, FrameHeader& h) {
         return false;
       }
       od::field f = fr.value_unsafe();
-      const std::string_view key = raw_key(f);
+      const char* k = key_ptr(f);
       od::value v = f.value();
-      switch (key.size()) {
-        case 2:  // id
-          if (key == "id") {
+      switch (k[0]) {
+        case 'i':
+          if (key_is(k, "id")) {
             if (v.get_uint64().get(r.id)) bad = true;
             r.has_id = true;
           }
           break;
-        case 4:  // side, size
-          if (key == "side") {
-            std::string_view s;
-            if (plain_string(json::trim_token(v.raw_json_token()), s) &&
-                (s == "Buy" || s == "Sell")) {
-              r.side = s == "Buy" ? Side::kBuy : Side::kSell;
-              r.has_side = true;
+        case 's':
+          if (key_is(k, "symbol")) {
+            if (!plain_string(json::trim_token(v.raw_json_token()), r.symbol)) bad = true;
+          } else if (key_is(k, "side")) {
+            const std::string_view tok = json::trim_token(v.raw_json_token());
+            r.has_side = true;
+            if (tok == "\"Buy\"") {
+              r.side = Side::kBuy;
+            } else if (tok == "\"Sell\"") {
+              r.side = Side::kSell;
             } else {
               bad = true;
             }
-          } else if (key == "size") {
+          } else if (key_is(k, "size")) {
             if (v.get_int64().get(r.size)) bad = true;
             r.has_size = true;
           }
           break;
-        case 5:  // price
-          if (key == "price") {
-            if (v.is_null()) break;
+        case 'p':
+          if (key_is(k, "price") && !v.is_null()) {
             if (v.get_double().get(r.price) || !(r.price > 0)) bad = true;
             r.has_price = true;
-          }
-          break;
-        case 6:  // symbol
-          if (key == "symbol") {
-            if (!plain_string(json::trim_token(v.raw_json_token()), r.symbol)) {
-              bad = true;
-            }
           }
           break;
         default:
@@ -653,6 +667,7 @@ bool FeedEngine::generic_rows(od::array data, TableEntry& t, FrameHeader& h) {
   GenericTable& g = *t.generic;
   const uint16_t tid = h.table;
   const uint32_t symbol_field = g.symbol_field();
+  const bool typed = t.is_trade || t.is_quote;
   uint64_t dropped = 0;
   for (auto row_result : data) {
     od::object row;
@@ -663,18 +678,22 @@ bool FeedEngine::generic_rows(od::array data, TableEntry& t, FrameHeader& h) {
     raw_row_.clear();
     bool bad = false;
     uint32_t pos = 0;
+    TypedRow tv;
     for (auto fr : row) {
       if (fr.error()) {
         h.rows_lost = true;
         return false;
       }
       od::field f = fr.value_unsafe();
-      const uint32_t name = g.field_id(raw_key(f), pos++);
+      const uint32_t name = g.field_id_at(key_ptr(f), pos++);
       od::value v = f.value();
       std::string_view raw;
       if (raw_value(v, raw)) {
         h.rows_lost = true;
         return false;
+      }
+      if (typed && name < t.typed_slot.size() && t.typed_slot[name] != kNotTyped) {
+        read_typed(t, t.typed_slot[name], v, raw, tv);
       }
       if (name == Interner::kNone || raw_row_.size() == raw_row_.capacity()) {
         bad = true;  // more distinct fields than configured
@@ -723,9 +742,7 @@ bool FeedEngine::generic_rows(od::array data, TableEntry& t, FrameHeader& h) {
         }
         continue;
     }
-    if ((t.is_trade || t.is_quote) && sym != kNoSymbol && h.action != Action::kDelete) {
-      extract_typed(t, sym, raw_row_);
-    }
+    if (typed && sym != kNoSymbol && h.action != Action::kDelete) commit_typed(t, sym, tv);
   }
   if (dropped) {
     stats_.rows_dropped_before_partial += dropped;
@@ -734,30 +751,55 @@ bool FeedEngine::generic_rows(od::array data, TableEntry& t, FrameHeader& h) {
   return true;
 }
 
-// Latest trade and quote per symbol as numbers, for the segment and the tools. No allocation.
-void FeedEngine::extract_typed(const TableEntry& t, uint32_t symbol,
-                               std::span<const RawField> row) {
-  std::array<std::string_view, 5> v{};  // by position in TableEntry::typed_fields
-  for (const RawField& f : row) {
-    for (size_t i = 0; i < v.size(); ++i) {
-      if (f.name == t.typed_fields[i]) v[i] = f.value;
-    }
-  }
-  int64_t ts = 0;
+// Typed fields of trade and quote rows, read from simdjson as the walk reaches them (the raw
+// token was only peeked, so the value is still there to parse). No allocation.
+void FeedEngine::read_typed(const TableEntry& t, uint8_t slot, od::value& v, std::string_view raw,
+                            TypedRow& out) {
   std::string_view text;
-  if (plain_string(v[0], text)) parse_timestamp(text, ts);
-  if (t.is_trade) {  // timestamp, price, size, side
+  switch (slot) {
+    case 0:  // timestamp
+      out.has_ts = plain_string(raw, text) && parse_timestamp(text, out.ts);
+      break;
+    case 1:  // trade price, quote bidPrice
+      out.has_num[0] = !v.get_double().get(out.num[0]);
+      break;
+    case 2:  // trade size, quote bidSize
+      out.has_int[0] = !v.get_int64().get(out.ints[0]);
+      break;
+    case 3:  // trade side, quote askPrice
+      if (t.is_trade) {
+        out.sell = raw == "\"Sell\"";
+      } else {
+        out.has_num[1] = !v.get_double().get(out.num[1]);
+      }
+      break;
+    case 4:  // quote askSize
+      out.has_int[1] = !v.get_int64().get(out.ints[1]);
+      break;
+    default:
+      break;
+  }
+}
+
+// Latest trade and quote per symbol as numbers, for the segment and the tools. No allocation.
+void FeedEngine::commit_typed(const TableEntry& t, uint32_t symbol, const TypedRow& tv) {
+  if (t.is_trade) {
+    if (!tv.has_num[0] || !tv.has_int[0]) return;  // a trade without price and size says nothing
     LastTrade& lt = trades_[symbol];
-    if (to_double(v[1], lt.price) && to_int(v[2], lt.size)) {
-      lt.timestamp_ns = ts;
-      lt.side = plain_string(v[3], text) && text == "Sell" ? Side::kSell : Side::kBuy;
-      lt.valid = true;
-    }
-  } else {  // timestamp, bidPrice, bidSize, askPrice, askSize
+    lt.price = tv.num[0];
+    lt.size = tv.ints[0];
+    lt.side = tv.sell ? Side::kSell : Side::kBuy;
+    lt.timestamp_ns = tv.has_ts ? tv.ts : 0;
+    lt.valid = true;
+  } else {
     LastQuote& q = quotes_[symbol];
-    q.has_bid = to_double(v[1], q.bid_price) && to_int(v[2], q.bid_size);
-    q.has_ask = to_double(v[3], q.ask_price) && to_int(v[4], q.ask_size);
-    q.timestamp_ns = ts;
+    q.has_bid = tv.has_num[0] && tv.has_int[0];
+    q.has_ask = tv.has_num[1] && tv.has_int[1];
+    q.bid_price = q.has_bid ? tv.num[0] : 0;
+    q.bid_size = q.has_bid ? tv.ints[0] : 0;
+    q.ask_price = q.has_ask ? tv.num[1] : 0;
+    q.ask_size = q.has_ask ? tv.ints[1] : 0;
+    q.timestamp_ns = tv.has_ts ? tv.ts : 0;
     q.valid = true;
   }
 }

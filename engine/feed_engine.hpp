@@ -143,8 +143,7 @@ class FeedEngine {
     bool is_quote = false;
     bool whole_partial = false;  // book tables: a partial without a symbol filter was seen
     std::array<uint64_t, kActionCount> rows{};
-    std::array<uint32_t, 5> typed_fields{Interner::kNone, Interner::kNone, Interner::kNone,
-                                         Interner::kNone, Interner::kNone};
+    std::vector<uint8_t> typed_slot;  // trade/quote: field id -> typed slot, or kNotTyped
     std::vector<std::unique_ptr<BookEntry>> books;  // by symbol id (book tables)
     std::unique_ptr<GenericTable> generic;          // every other table
   };
@@ -185,8 +184,9 @@ class FeedEngine {
 
   FrameResult fail(FrameKind kind, const FrameHeader& h, std::string_view excerpt);
   void classify_control(FrameHeader& h);
-  static bool parse_partial_keys(simdjson::ondemand::value& v, FrameHeader& h);
-  static bool parse_partial_filter(simdjson::ondemand::value& v, FrameHeader& h);
+  bool parse_partial_keys(simdjson::ondemand::value& v, FrameHeader& h);
+  bool parse_partial_filter(simdjson::ondemand::value& v, FrameHeader& h);
+  bool on_data(simdjson::ondemand::value& v, FrameHeader& h);
   bool process_data(simdjson::ondemand::array data, FrameHeader& h);
   bool book_rows(simdjson::ondemand::array data, TableEntry& t, FrameHeader& h);
   bool generic_rows(simdjson::ondemand::array data, TableEntry& t, FrameHeader& h);
@@ -195,7 +195,17 @@ class FeedEngine {
   void mark_book_stale(BookEntry& b);
   void mark_table_books_stale(TableEntry& t);
   void end_frame(FrameHeader& h);
-  void extract_typed(const TableEntry& t, uint32_t symbol, std::span<const RawField> row);
+  struct TypedRow {
+    int64_t ts = 0;
+    std::array<double, 2> num{};
+    std::array<int64_t, 2> ints{};
+    std::array<bool, 2> has_num{}, has_int{};
+    bool has_ts = false, sell = false;
+  };
+  static constexpr uint8_t kNotTyped = 0xFF;
+  static void read_typed(const TableEntry& t, uint8_t slot, simdjson::ondemand::value& v,
+                         std::string_view raw, TypedRow& out);
+  void commit_typed(const TableEntry& t, uint32_t symbol, const TypedRow& tv);
   uint16_t table_id(std::string_view name);
   [[nodiscard]] uint16_t sniff_table(std::string_view text) const noexcept;
   uint32_t symbol_id(std::string_view sym);
@@ -213,7 +223,13 @@ class FeedEngine {
   std::vector<std::pair<BookEntry*, uint32_t>> touched_;  // books touched by this frame
   std::vector<uint32_t> key_ids_;                         // scratch: a partial's keys
   std::vector<RawField> filter_;                          // scratch: a partial's filter
-  std::string_view last_symbol_;                          // one-entry cache of the symbol directory
+  // A partial's keys and filter, as raw text inside the frame (names without quotes).
+  static constexpr uint8_t kMaxPartialKeys = 16;
+  std::array<std::string_view, kMaxPartialKeys> partial_keys_{};
+  std::array<std::pair<std::string_view, std::string_view>, kMaxPartialKeys> partial_filter_{};
+  std::string_view last_table_name_;  // one-entry cache of the table directory
+  uint16_t last_table_id_ = Event::kNoTable;
+  std::string_view last_symbol_;  // one-entry cache of the symbol directory
   uint32_t last_symbol_id_ = kNoSymbol;
   std::array<Event, 1024> events_{};
   size_t event_count_ = 0;

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "engine/interner.hpp"
+#include "engine/json_text.hpp"
 #include "shm/types.hpp"
 
 namespace bmx {
@@ -65,6 +66,18 @@ class GenericTable {
   // the same order, so the name seen at the same position last time is tried first (one compare,
   // no hash). Network thread; no allocation.
   [[nodiscard]] uint32_t field_id(std::string_view raw_name, uint32_t position) noexcept;
+  // The same from a key inside a padded simdjson input (the byte after its opening quote): the
+  // expected name is checked in place, and the key is measured only when it is not the one.
+  [[nodiscard]] uint32_t field_id_at(const char* key, uint32_t position) noexcept {
+    if (position < field_at_.size()) {
+      const uint32_t guess = field_at_[position];
+      if (guess != Interner::kNone) {
+        const std::string_view n = fields_.name(guess);
+        if (__builtin_memcmp(key, n.data(), n.size()) == 0 && key[n.size()] == '"') return guess;
+      }
+    }
+    return field_id(json::scan_raw_key(key), position);
+  }
   [[nodiscard]] uint32_t find_field(std::string_view name) const noexcept {
     return fields_.find(name);
   }

@@ -15,6 +15,34 @@ constexpr std::string_view trim_token(std::string_view t) noexcept {
   return t;
 }
 
+// A raw object key from the byte after its opening quote: scans to the closing quote, stepping over
+// escapes. Only for keys simdjson has already validated as closed strings. No allocation.
+inline std::string_view scan_raw_key(const char* p) noexcept {
+  const char* q = p;
+  while (*q != '"')
+    q += (*q == '\\') ? 2 : 1;
+  return {p, static_cast<size_t>(q - p)};
+}
+
+// True when the raw key at `k` is exactly `name`, checked with one fixed-length compare (the
+// closing quote included) instead of measuring the key first. Reads sizeof(name) bytes from `k`,
+// which a padded simdjson input always has. No allocation.
+template <size_t N>
+inline bool key_is(const char* k, const char (&name)[N]) noexcept {
+  return __builtin_memcmp(k, name, N - 1) == 0 && k[N - 1] == '"';
+}
+
+// The contents of a plain JSON string token ("XBTUSD" -> XBTUSD); false when it is not a string
+// or holds escapes. No allocation.
+constexpr bool plain_string(std::string_view tok, std::string_view& out) noexcept {
+  if (tok.size() < 2 || tok.front() != '"' || tok.back() != '"') return false;
+  out = tok.substr(1, tok.size() - 2);
+  for (const char c : out) {
+    if (c == '\\') return false;
+  }
+  return true;
+}
+
 // Appends the canonical key text of one raw value token to `out`: a string's contents in JSON's
 // escaped form (only `"`, `\` and control characters escaped), a number, true, false or null as
 // written. Canonical so that "\u0041" and "A" name the same row. No allocation while `out` has

@@ -1,0 +1,546 @@
+// Micro-benchmarks of the feed engine's hot path, each beside its floor, in one binary and one run.
+//
+// The floor is a plain simdjson On-Demand walk of the very same frames: one reused parser, frames
+// parsed in place from the padded capture buffer, every field of every row read as its type (key
+// unescaped, strings unescaped, numbers parsed once as int64/uint64/double, bools, nulls) and
+// nothing else. Any consumer of the JSON pays that much; the engine adds classification, interning
+// and the book and table updates on top, and that addition must stay small. Goals (reported, not
+// asserted):
+//   BM_Pipeline_Deltas  within 1.2x of BM_FloorWalk_Deltas in ns/frame
+//   BM_Pipeline_Session at >= 0.8x of BM_FloorWalk_Session in bytes/s
+//
+// Why the delta benchmark replays whole sessions: a delta frame is only meaningful on the state
+// its partial built, and replaying deltas twice over the same books would turn the second pass
+// into unknown levels and duplicate inserts. So BM_Pipeline_Deltas feeds every frame of a session
+// into one engine per session (a partial resets exactly what it covers, so each pass starts every
+// book and table from the same image) but times only the runs of consecutive delta frames, with
+// UseManualTime: one clock pair per run, not per frame (a session has a handful of runs, its
+// partials come first). The floor walks the same runs. After every pass the engine's Stats must
+// show no unknown level, no stale book, no dropped or bad row and the expected row count; if not,
+// the benchmark stops with an error rather than time the wrong work.
+//
+// A counting global operator new gives allocs_per_frame over the timed delta runs: the engine
+// promises 0 (after construction). cold_allocs_per_frame is the same count over the first pass on
+// a fresh engine, which the timed passes do not include.
+//
+// Time columns: the delta benchmarks' Time is manual (delta runs only) for the pipeline, real for
+// the floor; the pipeline's CPU column also holds the untimed partials, so read Time, ns_per_frame
+// and bytes_per_second, not CPU.
+#include <benchmark/benchmark.h>
+#include <simdjson.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/capture.hpp"
+#include "engine/feed_engine.hpp"
+
+// ---- allocation counter -------------------------------------------------------------------------
+
+namespace {
+std::atomic<uint64_t> g_allocs{0};  // relaxed: only the benchmark thread reads it meaningfully
+
+void* counted_alloc(std::size_t n) noexcept {
+  g_allocs.fetch_add(1, std::memory_order_relaxed);
+  return std::malloc(n == 0 ? 1 : n);
+}
+void* counted_aligned_alloc(std::size_t n, std::align_val_t al) noexcept {
+  g_allocs.fetch_add(1, std::memory_order_relaxed);
+  void* p = nullptr;
+  const auto a = std::max(static_cast<std::size_t>(al), sizeof(void*));
+  return posix_memalign(&p, a, n == 0 ? 1 : n) == 0 ? p : nullptr;
+}
+}  // namespace
+
+void* operator new(std::size_t n) {
+  if (void* p = counted_alloc(n)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t n) {
+  if (void* p = counted_alloc(n)) return p;
+  throw std::bad_alloc();
+}
+void* operator new(std::size_t n, std::align_val_t al) {
+  if (void* p = counted_aligned_alloc(n, al)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t n, std::align_val_t al) {
+  if (void* p = counted_aligned_alloc(n, al)) return p;
+  throw std::bad_alloc();
+}
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
+  return counted_alloc(n);
+}
+void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
+  return counted_alloc(n);
+}
+void* operator new(std::size_t n, std::align_val_t al, const std::nothrow_t&) noexcept {
+  return counted_aligned_alloc(n, al);
+}
+void* operator new[](std::size_t n, std::align_val_t al, const std::nothrow_t&) noexcept {
+  return counted_aligned_alloc(n, al);
+}
+void operator delete(void* p) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p, std::size_t) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::align_val_t) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p, std::align_val_t) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, const std::nothrow_t&) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p, const std::nothrow_t&) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept {
+  std::free(p);
+}
+
+namespace {
+
+namespace od = simdjson::ondemand;
+using Clock = std::chrono::steady_clock;
+
+// ---- recorded sessions --------------------------------------------------------------------------
+
+// A stretch of consecutive frames of one session: all deltas (timed) or all other frames.
+struct Run {
+  uint32_t begin;
+  uint32_t end;
+  bool deltas;
+};
+
+struct Session {
+  std::string name;
+  bmx::Capture capture;
+  std::vector<Run> runs;  // the whole session, in order
+  uint64_t frames = 0, bytes = 0;
+  uint64_t delta_frames = 0, delta_bytes = 0;
+  uint64_t rows_per_pass = 0;  // table rows one replay applies
+};
+
+// Cumulative Stats that a clean replay of the recorded sessions leaves at zero.
+const char* unclean(const bmx::Stats& st) noexcept {
+  if (st.unknown_levels) return "unknown levels";
+  if (st.books_marked_stale) return "books marked stale";
+  if (st.tables_marked_stale) return "tables marked stale";
+  if (st.rows_dropped_before_partial) return "rows dropped before their partial";
+  if (st.rows_dropped_stale) return "rows dropped on stale books";
+  if (st.bad_rows) return "bad rows";
+  if (st.unknown_rows) return "unknown rows";
+  if (st.duplicate_inserts) return "duplicate inserts";
+  if (st.crossed_books) return "crossed books";
+  if (st.book_growths) return "book growths";
+  if (st.capacity_exceeded) return "capacity exceeded";
+  if (st.events_lost) return "events lost";
+  if (st.frames[static_cast<int>(bmx::FrameKind::kMalformed)]) return "malformed frames";
+  if (st.frames[static_cast<int>(bmx::FrameKind::kOversized)]) return "oversized frames";
+  return nullptr;
+}
+
+Session load_session(const std::string& name, const std::string& file) {
+  Session s{name, bmx::Capture::load(std::string(BMX_BENCH_DATA) + "/" + file), {}};
+  // One classifying pass: a delta is a table frame whose action is not partial.
+  bmx::FeedEngine e;
+  const auto& frames = s.capture.frames();
+  for (uint32_t i = 0; i < frames.size(); ++i) {
+    const auto& f = frames[i];
+    const bmx::FrameResult r = e.on_frame(f.data, f.len, s.capture.capacity(f), f.recv_ns);
+    const bool delta = r.kind == bmx::FrameKind::kTable && r.action != bmx::Action::kPartial;
+    if (s.runs.empty() || s.runs.back().deltas != delta) s.runs.push_back(Run{i, i, delta});
+    s.runs.back().end = i + 1;
+    ++s.frames;
+    s.bytes += f.len;
+    s.delta_frames += delta;
+    s.delta_bytes += delta ? f.len : 0;
+  }
+  e.drain_events([](const bmx::Event&) {});
+  if (const char* why = unclean(e.stats())) {
+    throw std::runtime_error(file + ": a first replay is not clean: " + why);
+  }
+  s.rows_per_pass = e.stats().rows;
+  return s;
+}
+
+struct Sessions {
+  std::vector<Session> all;
+  std::string error;
+};
+
+const Sessions& sessions() {
+  static const Sessions s = [] {
+    Sessions r;
+    try {
+      r.all.push_back(load_session("2021-07-22", "cryptofeed-2021-07-22.txt"));
+      r.all.push_back(load_session("2021-04-05", "cryptofeed-2021-04-05.txt"));
+    } catch (const std::exception& e) {
+      r.error = e.what();
+    }
+    return r;
+  }();
+  return s;
+}
+
+// Which recorded sessions a benchmark covers: both, or one by index.
+using Selection = std::vector<const Session*>;
+Selection select(int which) {
+  Selection out;
+  const auto& all = sessions().all;
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (which < 0 || static_cast<size_t>(which) == i) out.push_back(&all[i]);
+  }
+  return out;
+}
+
+bool usable(benchmark::State& state, const Selection& sel) {
+  if (!sessions().error.empty()) {
+    state.SkipWithError(sessions().error.c_str());
+    return false;
+  }
+  if (sel.empty()) {
+    state.SkipWithError("no such session");
+    return false;
+  }
+  return true;
+}
+
+// ns_per_frame: kInvert turns frames per second into seconds per frame, which the console prints
+// with its SI prefix ("484.6ns"; JSON output holds seconds).
+void report(benchmark::State& state, uint64_t frames, uint64_t bytes) {
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * bytes));
+  state.counters["frames"] = static_cast<double>(frames);
+  state.counters["ns_per_frame"] = benchmark::Counter(
+      static_cast<double>(frames),
+      benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+
+// ---- the floor: a plain On-Demand walk ----------------------------------------------------------
+
+struct Sink {
+  uint64_t n = 0;
+  double x = 0;
+};
+
+simdjson::error_code walk(od::value v, Sink& sink) noexcept {
+  od::json_type type;
+  if (auto e = v.type().get(type)) return e;
+  switch (type) {
+    case od::json_type::object: {
+      od::object obj;
+      if (auto e = v.get_object().get(obj)) return e;
+      for (auto field_result : obj) {
+        od::field field;
+        if (auto e = std::move(field_result).get(field)) return e;
+        std::string_view key;
+        if (auto e = field.unescaped_key().get(key)) return e;
+        sink.n += key.size();
+        if (auto e = walk(field.value(), sink)) return e;
+      }
+      return simdjson::SUCCESS;
+    }
+    case od::json_type::array: {
+      od::array arr;
+      if (auto e = v.get_array().get(arr)) return e;
+      for (auto element_result : arr) {
+        od::value element;
+        if (auto e = std::move(element_result).get(element)) return e;
+        if (auto e = walk(element, sink)) return e;
+      }
+      return simdjson::SUCCESS;
+    }
+    case od::json_type::string: {
+      std::string_view s;
+      if (auto e = v.get_string().get(s)) return e;
+      sink.n += s.size();
+      return simdjson::SUCCESS;
+    }
+    case od::json_type::number: {
+      od::number num;
+      if (auto e = v.get_number().get(num)) return e;
+      switch (num.get_number_type()) {
+        case od::number_type::signed_integer:
+          sink.n += static_cast<uint64_t>(num.get_int64());
+          break;
+        case od::number_type::unsigned_integer:
+          sink.n += num.get_uint64();
+          break;
+        case od::number_type::floating_point_number:
+          sink.x += num.get_double();
+          break;
+      }
+      return simdjson::SUCCESS;
+    }
+    case od::json_type::boolean: {
+      bool b = false;
+      if (auto e = v.get_bool().get(b)) return e;
+      sink.n += b;
+      return simdjson::SUCCESS;
+    }
+    case od::json_type::null: {
+      bool is_null = false;
+      if (auto e = v.is_null().get(is_null)) return e;
+      sink.n += is_null;
+      return simdjson::SUCCESS;
+    }
+  }
+  return simdjson::INCORRECT_TYPE;
+}
+
+[[nodiscard]] bool walk_frame(od::parser& parser, const bmx::Capture& cap,
+                              const bmx::CapturedFrame& f, Sink& sink) noexcept {
+  od::document doc;
+  od::value root;
+  if (parser.iterate(simdjson::padded_string_view(f.data, f.len, cap.capacity(f))).get(doc) ||
+      doc.get_value().get(root)) {
+    return false;
+  }
+  return walk(root, sink) == simdjson::SUCCESS;
+}
+
+void floor_walk(benchmark::State& state, int which, bool deltas_only) {
+  const Selection sel = select(which);
+  if (!usable(state, sel)) return;
+  od::parser parser;
+  if (parser.allocate(bmx::EngineConfig{}.max_frame_bytes)) {  // as the engine sizes its parser
+    state.SkipWithError("parser allocation failed");
+    return;
+  }
+  uint64_t frames = 0, bytes = 0, failures = 0;
+  for (const Session* s : sel) {
+    frames += deltas_only ? s->delta_frames : s->frames;
+    bytes += deltas_only ? s->delta_bytes : s->bytes;
+  }
+  Sink sink;
+  for (auto _ : state) {
+    for (const Session* s : sel) {
+      const auto& fr = s->capture.frames();
+      for (const Run& r : s->runs) {
+        if (deltas_only && !r.deltas) continue;
+        for (uint32_t i = r.begin; i < r.end; ++i)
+          failures += !walk_frame(parser, s->capture, fr[i], sink);
+      }
+    }
+  }
+  benchmark::DoNotOptimize(sink);
+  if (failures) {
+    state.SkipWithError("the floor walk failed on some frames");
+    return;
+  }
+  report(state, frames, bytes);
+}
+
+void BM_FloorWalk_Deltas(benchmark::State& state, int which) {
+  floor_walk(state, which, true);
+}
+void BM_FloorWalk_Session(benchmark::State& state, int which) {
+  floor_walk(state, which, false);
+}
+
+// ---- the pipeline: FeedEngine::on_frame ---------------------------------------------------------
+
+// One engine per session, reused across passes; a pass replays the whole session.
+struct Replayer {
+  const Session* session;
+  std::unique_ptr<bmx::FeedEngine> engine;
+  uint64_t rows_before = 0;
+
+  struct Pass {
+    double delta_seconds = 0;  // the delta runs only
+    uint64_t delta_allocs = 0;
+    uint64_t allocs = 0;  // every frame
+  };
+
+  void apply(const Run& r) {
+    const auto& fr = session->capture.frames();
+    for (uint32_t i = r.begin; i < r.end; ++i) {
+      const bmx::CapturedFrame& f = fr[i];
+      engine->on_frame(f.data, f.len, session->capture.capacity(f), f.recv_ns);
+    }
+  }
+
+  // Replays the session; `time_deltas` puts a clock pair around each delta run.
+  Pass replay(bool time_deltas) {
+    Pass p;
+    const uint64_t a_begin = g_allocs.load(std::memory_order_relaxed);
+    for (const Run& r : session->runs) {
+      if (!time_deltas || !r.deltas) {
+        apply(r);
+        continue;
+      }
+      const uint64_t a0 = g_allocs.load(std::memory_order_relaxed);
+      const auto t0 = Clock::now();
+      apply(r);
+      const auto t1 = Clock::now();
+      p.delta_allocs += g_allocs.load(std::memory_order_relaxed) - a0;
+      p.delta_seconds += std::chrono::duration<double>(t1 - t0).count();
+    }
+    p.allocs = g_allocs.load(std::memory_order_relaxed) - a_begin;
+    engine->drain_events([](const bmx::Event&) {});
+    return p;
+  }
+
+  // Null when the last pass did exactly the recorded work, else why not.
+  const char* check() {
+    const bmx::Stats& st = engine->stats();
+    if (const char* why = unclean(st)) return why;
+    const uint64_t rows = st.rows - rows_before;
+    rows_before = st.rows;
+    return rows == session->rows_per_pass ? nullptr : "a pass applied an unexpected row count";
+  }
+};
+
+std::vector<Replayer> make_replayers(const Selection& sel) {
+  std::vector<Replayer> out;
+  for (const Session* s : sel)
+    out.push_back(Replayer{s, std::make_unique<bmx::FeedEngine>()});
+  return out;
+}
+
+void BM_Pipeline_Deltas(benchmark::State& state, int which) {
+  const Selection sel = select(which);
+  if (!usable(state, sel)) return;
+  std::vector<Replayer> replayers = make_replayers(sel);
+  uint64_t frames = 0, bytes = 0, cold_allocs = 0;
+  for (Replayer& r : replayers) {  // the first pass on a fresh engine: untimed
+    frames += r.session->delta_frames;
+    bytes += r.session->delta_bytes;
+    cold_allocs += r.replay(true).delta_allocs;
+    if (const char* why = r.check()) {
+      state.SkipWithError(why);
+      return;
+    }
+  }
+  uint64_t allocs = 0;
+  for (auto _ : state) {
+    double seconds = 0;
+    const char* why = nullptr;
+    for (Replayer& r : replayers) {
+      const Replayer::Pass p = r.replay(true);
+      seconds += p.delta_seconds;
+      allocs += p.delta_allocs;
+      if ((why = r.check()) != nullptr) break;
+    }
+    if (why != nullptr) {
+      state.SkipWithError(why);
+      break;
+    }
+    state.SetIterationTime(seconds);
+  }
+  report(state, frames, bytes);
+  state.counters["allocs_per_frame"] =
+      static_cast<double>(allocs) / static_cast<double>(frames * state.iterations());
+  state.counters["cold_allocs_per_frame"] =
+      static_cast<double>(cold_allocs) / static_cast<double>(frames);
+}
+
+void BM_Pipeline_Session(benchmark::State& state, int which) {
+  const Selection sel = select(which);
+  if (!usable(state, sel)) return;
+  std::vector<Replayer> replayers = make_replayers(sel);
+  uint64_t frames = 0, bytes = 0;
+  for (Replayer& r : replayers) {  // warm-up pass: a fresh engine sizes its books and tables
+    frames += r.session->frames;
+    bytes += r.session->bytes;
+    r.replay(false);
+    if (const char* why = r.check()) {
+      state.SkipWithError(why);
+      return;
+    }
+  }
+  uint64_t allocs = 0;
+  for (auto _ : state) {
+    const char* why = nullptr;
+    for (Replayer& r : replayers) {
+      allocs += r.replay(false).allocs;
+      if ((why = r.check()) != nullptr) break;
+    }
+    if (why != nullptr) {
+      state.SkipWithError(why);
+      break;
+    }
+  }
+  report(state, frames, bytes);
+  state.counters["allocs_per_frame"] =
+      static_cast<double>(allocs) / static_cast<double>(frames * state.iterations());
+}
+
+void register_all() {
+  struct Target {
+    std::string label;
+    int which;
+  };
+  const std::vector<Target> targets = {{"both", -1}, {"2021-07-22", 0}, {"2021-04-05", 1}};
+  for (const Target& t : targets) {
+    benchmark::RegisterBenchmark(("BM_FloorWalk_Deltas/" + t.label).c_str(), BM_FloorWalk_Deltas,
+                                 t.which)
+        ->UseRealTime()
+        ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark(("BM_Pipeline_Deltas/" + t.label).c_str(), BM_Pipeline_Deltas,
+                                 t.which)
+        ->UseManualTime()
+        ->Unit(benchmark::kMicrosecond);
+  }
+  benchmark::RegisterBenchmark("BM_FloorWalk_Session/both", BM_FloorWalk_Session, -1)
+      ->UseRealTime()
+      ->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark("BM_Pipeline_Session/both", BM_Pipeline_Session, -1)
+      ->UseRealTime()
+      ->Unit(benchmark::kMicrosecond);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  const Sessions& s = sessions();
+  if (!s.error.empty()) {
+    std::fprintf(stderr, "bench_engine: %s\n", s.error.c_str());
+    return 1;
+  }
+  for (const Session& session : s.all) {
+    benchmark::AddCustomContext("session " + session.name,
+                                std::to_string(session.frames) + " frames, " +
+                                    std::to_string(session.bytes) +
+                                    " bytes; deltas: " + std::to_string(session.delta_frames) +
+                                    " frames, " + std::to_string(session.delta_bytes) +
+                                    " bytes, in " + std::to_string(session.runs.size()) + " runs");
+  }
+  benchmark::AddCustomContext("simdjson kernel",
+                              SIMDJSON_STRINGIFY(SIMDJSON_BUILTIN_IMPLEMENTATION));
+  register_all();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
