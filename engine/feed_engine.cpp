@@ -84,6 +84,40 @@ error_code raw_value(od::value& v, std::string_view& out) noexcept {
   return simdjson::SUCCESS;
 }
 
+// True when a frame that is not an object is still valid JSON (an array, a number, a string,
+// true, false, null): such a frame is of no use, not broken. Parses it afresh. Cold path.
+bool valid_non_object(od::parser& parser, const char* data, size_t len, size_t capacity) noexcept {
+  const std::string_view text(data, len);
+  const size_t at = text.find_first_not_of(" \t\r\n");
+  if (at == std::string_view::npos || text[at] == '{') return false;
+  od::document doc;
+  if (parser.iterate(simdjson::padded_string_view(data, len, capacity)).get(doc)) return false;
+  switch (text[at]) {
+    case '[': {
+      od::array a;
+      std::string_view raw;
+      return !doc.get_array().get(a) && !a.raw_json().get(raw);
+    }
+    case '"': {
+      std::string_view s;
+      return !doc.get_string().get(s);
+    }
+    case 't':
+    case 'f': {
+      bool b;
+      return !doc.get_bool().get(b);
+    }
+    case 'n': {
+      bool null = false;
+      return !doc.is_null().get(null) && null;
+    }
+    default: {
+      double d;
+      return (text[at] == '-' || (text[at] >= '0' && text[at] <= '9')) && !doc.get_double().get(d);
+    }
+  }
+}
+
 bool parse_action(std::string_view s, Action& a) noexcept {
   if (s == "update")
     a = Action::kUpdate;
@@ -110,6 +144,7 @@ struct FeedEngine::FrameHeader {
   bool has_data = false;
   bool rows_lost = false;  // a row failed part-way in a way that cannot be attributed
   bool saw_keys = false, saw_filter = false;
+  bool partial_rejected = false;            // a partial for a symbol the directory has no room for
   uint8_t key_count = 0, filter_count = 0;  // in FeedEngine::partial_keys_ / partial_filter_
   // Control frames.
   bool success = false, has_info = false, has_error = false, has_cancel = false;
@@ -260,10 +295,9 @@ FrameResult FeedEngine::on_frame(const char* data, size_t len, size_t capacity, 
 
   od::document doc;
   od::object obj;
-  if (parser_.iterate(simdjson::padded_string_view(data, len, capacity)).get(doc) ||
-      doc.get_object().get(obj)) {
-    const size_t first = text.find_first_not_of(" \t\r\n");
-    if (first != std::string_view::npos && text[first] == '[') {
+  const bool parsed = !parser_.iterate(simdjson::padded_string_view(data, len, capacity)).get(doc);
+  if (!parsed || doc.get_object().get(obj)) {
+    if (parsed && valid_non_object(parser_, data, len, capacity)) {
       return fail(FrameKind::kUnknown, h, text.substr(0, 64));  // JSON, but no BitMEX message
     }
     // Not JSON at all, or broken early: if it names a table, that table's rows are lost.
@@ -349,7 +383,7 @@ FrameResult FeedEngine::on_frame(const char* data, size_t len, size_t capacity, 
     // Pass two: a partial (or data that came before table/action).
     TableEntry& t = tables_[h.table];
     if (h.action == Action::kPartial && !begin_partial(t, h)) ok = false;
-    if (ok) {
+    if (ok && !h.partial_rejected) {
       doc.rewind();
       od::array arr;
       if (doc.get_object().get(obj) || obj.find_field_unordered("data").get_array().get(arr) ||
@@ -426,6 +460,10 @@ bool FeedEngine::on_data(od::value& v, FrameHeader& h) {
   if (h.action == Action::kPartial) {
     if (!h.saw_keys || !h.saw_filter) return true;
     if (!begin_partial(tables_[h.table], h)) return false;
+    if (h.partial_rejected) {
+      h.data_done = true;
+      return true;
+    }
   }
   od::array arr;
   if (v.get_array().get(arr) || !process_data(arr, h)) return false;
@@ -474,7 +512,14 @@ bool FeedEngine::begin_partial(TableEntry& t, FrameHeader& h) {
     const auto& [name, raw] = partial_filter_[i];
     std::string_view sym;
     if (name == "symbol") {
-      if (!plain_string(raw, sym) || (filter_symbol = symbol_id(sym)) == kNoSymbol) return false;
+      if (!plain_string(raw, sym)) return false;
+      filter_symbol = symbol_id(sym);
+      if (filter_symbol == kNoSymbol) {
+        // The directory is full (counted by symbol_id): this partial's rows have nowhere to go.
+        // Dropping them harms no other symbol; its deltas will be dropped as before-partial.
+        h.partial_rejected = true;
+        return true;
+      }
     } else {
       other_filters = true;
     }

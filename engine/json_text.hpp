@@ -33,13 +33,14 @@ inline bool key_is(const char* k, const char (&name)[N]) noexcept {
 }
 
 // The contents of a plain JSON string token ("XBTUSD" -> XBTUSD); false when it is not a string
-// or holds escapes. No allocation.
+// or holds escapes (then `out` is left alone). No allocation.
 constexpr bool plain_string(std::string_view tok, std::string_view& out) noexcept {
   if (tok.size() < 2 || tok.front() != '"' || tok.back() != '"') return false;
-  out = tok.substr(1, tok.size() - 2);
-  for (const char c : out) {
+  const std::string_view inner = tok.substr(1, tok.size() - 2);
+  for (const char c : inner) {
     if (c == '\\') return false;
   }
+  out = inner;  // only on success: a caller's empty `out` keeps meaning "none"
   return true;
 }
 

@@ -4,6 +4,7 @@
 #include <cassert>
 #include <cstddef>
 #include <cstring>
+#include <stdexcept>
 
 namespace bmx {
 
@@ -26,6 +27,7 @@ void OrderBook::reserve(uint32_t levels) {
 
 // Re-creates every array at `capacity` levels and re-indexes the live levels. Cold path.
 void OrderBook::rebuild(uint32_t capacity) {
+  if (capacity >= kSideBit) throw std::length_error("OrderBook: more than 2^31 levels");
   const auto old_cap = static_cast<uint32_t>(slots_.size());
   slots_.resize(capacity);
   free_.reserve(capacity);
@@ -43,24 +45,26 @@ void OrderBook::rebuild(uint32_t capacity) {
   index_slots_.assign(n, kEmpty);
   for (int side = 0; side < 2; ++side) {
     for (const Entry& e : order_[side]) {
-      index_insert(key(static_cast<Side>(side), slots_[e.slot].id), e.slot);
+      index_insert(static_cast<Side>(side), slots_[e.slot].id, e.slot);
     }
   }
 }
 
-uint64_t OrderBook::find_index(uint64_t k) const noexcept {
-  for (uint64_t i = mix(k) & mask_;; i = (i + 1) & mask_) {
-    if (index_slots_[i] == kEmpty) return mask_ + 1;
-    if (index_keys_[i] == k) return i;
+uint64_t OrderBook::find_index(Side side, uint64_t id) const noexcept {
+  const uint32_t side_bit = cell(0, side);
+  for (uint64_t i = home(id, side_bit) & mask_;; i = (i + 1) & mask_) {
+    const uint32_t c = index_slots_[i];
+    if (c == kEmpty) return mask_ + 1;
+    if (index_keys_[i] == id && (c & kSideBit) == side_bit) return i;
   }
 }
 
-void OrderBook::index_insert(uint64_t k, uint32_t slot) noexcept {
-  uint64_t i = mix(k) & mask_;
+void OrderBook::index_insert(Side side, uint64_t id, uint32_t slot) noexcept {
+  uint64_t i = home(id, cell(0, side)) & mask_;
   while (index_slots_[i] != kEmpty)
     i = (i + 1) & mask_;
-  index_keys_[i] = k;
-  index_slots_[i] = slot;
+  index_keys_[i] = id;
+  index_slots_[i] = cell(slot, side);
 }
 
 // Backward-shift deletion: keeps probe chains intact without tombstones, so a long-running book
@@ -68,9 +72,9 @@ void OrderBook::index_insert(uint64_t k, uint32_t slot) noexcept {
 void OrderBook::index_erase(uint64_t pos) noexcept {
   uint64_t hole = pos;
   for (uint64_t i = (pos + 1) & mask_; index_slots_[i] != kEmpty; i = (i + 1) & mask_) {
-    const uint64_t home = mix(index_keys_[i]) & mask_;
+    const uint64_t h = home(index_keys_[i], index_slots_[i] & kSideBit) & mask_;
     // Move entry i into the hole if its home is not within (hole, i] cyclically.
-    const bool between = hole <= i ? (home > hole && home <= i) : (home > hole || home <= i);
+    const bool between = hole <= i ? (h > hole && h <= i) : (h > hole || h <= i);
     if (!between) {
       index_keys_[hole] = index_keys_[i];
       index_slots_[hole] = index_slots_[i];
@@ -120,8 +124,7 @@ void OrderBook::order_insert(Side side, double price, uint32_t slot) noexcept {
 }
 
 OrderBook::Result OrderBook::insert(Side side, uint64_t id, double price, int64_t size) {
-  const uint64_t k = key(side, id);
-  const uint64_t at = find_index(k);
+  const uint64_t at = find_index(side, id);
   if (at <= mask_) {
     update(side, id, size, true, price);
     return Result::kDuplicateInsert;
@@ -133,16 +136,15 @@ OrderBook::Result OrderBook::insert(Side side, uint64_t id, double price, int64_
   const uint32_t slot = free_.back();
   free_.pop_back();
   slots_[slot] = BookLevel{price, size, id};
-  index_insert(k, slot);
+  index_insert(side, id, slot);
   order_insert(side, price, slot);
   return Result::kOk;
 }
 
 OrderBook::Result OrderBook::bulk_insert(Side side, uint64_t id, double price, int64_t size) {
-  const uint64_t k = key(side, id);
-  const uint64_t at = find_index(k);
+  const uint64_t at = find_index(side, id);
   if (at <= mask_) {  // repeated level inside one partial: the last one wins
-    const uint32_t slot = index_slots_[at];
+    const uint32_t slot = slot_of(index_slots_[at]);
     slots_[slot].price = price;
     slots_[slot].size = size;
     for (Entry& e : order_[index(side)]) {
@@ -157,7 +159,7 @@ OrderBook::Result OrderBook::bulk_insert(Side side, uint64_t id, double price, i
   const uint32_t slot = free_.back();
   free_.pop_back();
   slots_[slot] = BookLevel{price, size, id};
-  index_insert(k, slot);
+  index_insert(side, id, slot);
   order_[index(side)].push_back(Entry{price, slot});
   return Result::kOk;
 }
@@ -165,17 +167,17 @@ OrderBook::Result OrderBook::bulk_insert(Side side, uint64_t id, double price, i
 void OrderBook::finish_bulk() {
   auto& bids = order_[0];
   auto& asks = order_[1];
-  std::stable_sort(bids.begin(), bids.end(),
-                   [](const Entry& a, const Entry& b) { return a.price < b.price; });
-  std::stable_sort(asks.begin(), asks.end(),
-                   [](const Entry& a, const Entry& b) { return a.price > b.price; });
+  std::sort(bids.begin(), bids.end(),
+            [](const Entry& a, const Entry& b) { return a.price < b.price; });
+  std::sort(asks.begin(), asks.end(),
+            [](const Entry& a, const Entry& b) { return a.price > b.price; });
 }
 
 OrderBook::Result OrderBook::update(Side side, uint64_t id, int64_t size, bool has_price,
                                     double price) noexcept {
-  const uint64_t at = find_index(key(side, id));
+  const uint64_t at = find_index(side, id);
   if (at > mask_) return Result::kUnknownLevel;
-  const uint32_t slot = index_slots_[at];
+  const uint32_t slot = slot_of(index_slots_[at]);
   BookLevel& lvl = slots_[slot];
   lvl.size = size;
   if (has_price && price != lvl.price) {
@@ -188,9 +190,9 @@ OrderBook::Result OrderBook::update(Side side, uint64_t id, int64_t size, bool h
 }
 
 OrderBook::Result OrderBook::remove(Side side, uint64_t id) noexcept {
-  const uint64_t at = find_index(key(side, id));
+  const uint64_t at = find_index(side, id);
   if (at > mask_) return Result::kUnknownLevel;
-  const uint32_t slot = index_slots_[at];
+  const uint32_t slot = slot_of(index_slots_[at]);
   auto& o = order_[index(side)];
   o.erase(o.begin() + static_cast<std::ptrdiff_t>(position(side, slots_[slot].price, slot)));
   index_erase(at);

@@ -90,17 +90,23 @@ class OrderBook {
   };
   static constexpr uint32_t kEmpty = UINT32_MAX;
 
-  static uint64_t key(Side side, uint64_t id) noexcept {
-    return (id << 1) | static_cast<uint64_t>(side);
+  // Index cells hold the level id and, in one word, the slot with the side in its top bit: a full
+  // 64-bit id and its side are both compared, so no two (side, id) keys can collide.
+  static constexpr uint32_t kSideBit = 1u << 31;
+  static uint32_t cell(uint32_t slot, Side side) noexcept {
+    return slot | (side == Side::kSell ? kSideBit : 0u);
   }
-  static uint64_t mix(uint64_t k) noexcept {
+  static uint32_t slot_of(uint32_t c) noexcept { return c & ~kSideBit; }
+  static uint64_t home(uint64_t id, uint32_t side_bit) noexcept {
+    uint64_t k = id ^ (side_bit ? 0x9e3779b97f4a7c15ULL : 0);
     k ^= k >> 33;
     k *= 0xff51afd7ed558ccdULL;
     k ^= k >> 33;
     return k;
   }
-  [[nodiscard]] uint64_t find_index(uint64_t k) const noexcept;  // index_ position or mask_+1
-  void index_insert(uint64_t k, uint32_t slot) noexcept;
+  // Position of (side, id) in the index, or mask_ + 1.
+  [[nodiscard]] uint64_t find_index(Side side, uint64_t id) const noexcept;
+  void index_insert(Side side, uint64_t id, uint32_t slot) noexcept;
   void index_erase(uint64_t pos) noexcept;
   void rebuild(uint32_t capacity);
 
@@ -112,7 +118,7 @@ class OrderBook {
   std::vector<uint32_t> free_;
   std::vector<Entry> order_[2];  // [kBuy]: ascending price; [kSell]: descending; best at back
   std::vector<uint64_t> index_keys_;
-  std::vector<uint32_t> index_slots_;  // kEmpty marks a free index cell
+  std::vector<uint32_t> index_slots_;  // cell(slot, side); kEmpty marks a free cell
   uint64_t mask_ = 0;
   bool grew_ = false;
 };

@@ -1,0 +1,132 @@
+// Timestamps: expected values are computed by hand (days since 1970 * 86400 + time of day), and
+// cross-checked once against Python's calendar.timegm.
+#include "engine/timestamp.hpp"
+
+#include <cstdint>
+#include <string_view>
+
+#include <gtest/gtest.h>
+
+namespace {
+
+constexpr int64_t kSecond = 1'000'000'000;
+
+int64_t parse_or_sentinel(std::string_view s) {
+  int64_t ns = -42;
+  return bmx::parse_timestamp(s, ns) ? ns : -42;
+}
+
+TEST(Timestamp, ParsesBitmexMillisecondsToNanosecondsSinceEpoch) {
+  // 2021-07-22: 51 years since 1970 with 13 leap days = 18628 days, + 202 days into 2021 = 18830.
+  // 18830 * 86400 + 22:36:10 (81370 s) = 1626993370 s.
+  EXPECT_EQ(parse_or_sentinel("2021-07-22T22:36:10.014Z"), 1626993370 * kSecond + 14'000'000);
+}
+
+TEST(Timestamp, EpochIsZeroAndTheSecondBeforeIsNegative) {
+  EXPECT_EQ(parse_or_sentinel("1970-01-01T00:00:00Z"), 0);
+  EXPECT_EQ(parse_or_sentinel("1970-01-01T00:00:00.000000001Z"), 1);
+  EXPECT_EQ(parse_or_sentinel("1969-12-31T23:59:59Z"), -kSecond);
+}
+
+TEST(Timestamp, AcceptsZeroToNineFractionalDigits) {
+  const int64_t base = 1626993370 * kSecond;
+  EXPECT_EQ(parse_or_sentinel("2021-07-22T22:36:10Z"), base);
+  EXPECT_EQ(parse_or_sentinel("2021-07-22T22:36:10.1Z"), base + 100'000'000);
+  EXPECT_EQ(parse_or_sentinel("2021-07-22T22:36:10.123456Z"), base + 123'456'000);
+  EXPECT_EQ(parse_or_sentinel("2021-07-22T22:36:10.123456789Z"), base + 123'456'789);
+}
+
+TEST(Timestamp, AcceptsExplicitUtcOffset) {
+  EXPECT_EQ(parse_or_sentinel("2021-07-22T22:36:10.014+00:00"), 1626993370 * kSecond + 14'000'000);
+}
+
+TEST(Timestamp, HandlesLeapYears) {
+  // 2020-02-29: 50 years with 12 leap days = 18262 days, + 31 + 28 = 18321 days.
+  EXPECT_EQ(parse_or_sentinel("2020-02-29T00:00:00Z"), int64_t{18321} * 86400 * kSecond);
+  // The day after is 1 March, one day later.
+  EXPECT_EQ(parse_or_sentinel("2020-03-01T00:00:00Z"), int64_t{18322} * 86400 * kSecond);
+  // 2000 is a leap year (divisible by 400): 2000-01-01 is 10957 days, + 59 = 11016.
+  EXPECT_EQ(parse_or_sentinel("2000-02-29T12:00:00Z"),
+            (int64_t{11016} * 86400 + 12 * 3600) * kSecond);
+  // 2024-11-24T08:15:38.704Z (the nautilus trade row): 54 years with 13 leap days = 19723 days,
+  // + 305 (Jan..Oct of a leap year) + 23 = 20051 days; + 29738 s.
+  EXPECT_EQ(parse_or_sentinel("2024-11-24T08:15:38.704Z"),
+            (int64_t{20051} * 86400 + 29738) * kSecond + 704'000'000);
+}
+
+TEST(Timestamp, RejectsDatesThatDoNotExist) {
+  EXPECT_EQ(parse_or_sentinel("2021-02-29T00:00:00Z"), -42);  // 2021 is not a leap year
+  EXPECT_EQ(parse_or_sentinel("1900-02-29T00:00:00Z"), -42);  // centuries are not, unless /400
+  EXPECT_EQ(parse_or_sentinel("2021-04-31T00:00:00Z"), -42);
+  EXPECT_EQ(parse_or_sentinel("2021-00-10T00:00:00Z"), -42);
+  EXPECT_EQ(parse_or_sentinel("2021-13-10T00:00:00Z"), -42);
+  EXPECT_EQ(parse_or_sentinel("2021-07-00T00:00:00Z"), -42);
+  EXPECT_EQ(parse_or_sentinel("2021-07-32T00:00:00Z"), -42);
+  EXPECT_EQ(parse_or_sentinel("2021-07-22T24:00:00Z"), -42);
+  EXPECT_EQ(parse_or_sentinel("2021-07-22T22:60:00Z"), -42);
+  EXPECT_EQ(parse_or_sentinel("2021-07-22T22:36:61Z"), -42);
+}
+
+TEST(Timestamp, RejectsMalformedText) {
+  for (std::string_view bad : {
+           "",
+           "2021-07-22",
+           "2021-07-22T22:36:10",              // no zone
+           "2021-07-22T22:36:10.014",          // no zone
+           "2021-07-22T22:36:10.Z",            // a dot without digits
+           "2021-07-22T22:36:10.0123456789Z",  // ten fractional digits
+           "2021-07-22T22:36:10.014+01:00",    // only UTC is accepted
+           "2021-07-22T22:36:10.014z",
+           "2021-07-22T22:36:10.014Z ",  // trailing junk
+           "2021-07-22T22:36:10.014ZZ",
+           "2021-7-22T22:36:10.014Z",  // missing zero padding
+           "2021/07/22T22:36:10.014Z",
+           "2021-07-22X22:36:10.014Z",
+           "2021-07-22T22-36-10.014Z",
+           "20a1-07-22T22:36:10.014Z",
+           "2021-07-22T22:36:1a.014Z",
+           "2021-07-22T22:36:10.01aZ",
+           "-021-07-22T22:36:10.014Z",
+       }) {
+    int64_t ns = 7;
+    EXPECT_FALSE(bmx::parse_timestamp(bad, ns)) << bad;
+    EXPECT_EQ(ns, 7) << "a rejected timestamp must leave the output alone: " << bad;
+  }
+}
+
+TEST(Timestamp, IsUsableAtCompileTime) {
+  constexpr int64_t kNs = [] {
+    int64_t ns = 0;
+    return bmx::parse_timestamp("1970-01-02T00:00:00Z", ns) ? ns : -1;
+  }();
+  static_assert(kNs == 86400 * kSecond);
+  SUCCEED();
+}
+
+int64_t unix_or_sentinel(std::string_view s) {
+  int64_t ns = -42;
+  return bmx::parse_unix_seconds(s, ns) ? ns : -42;
+}
+
+TEST(UnixSeconds, ParsesCryptofeedReceiveTimesExactly) {
+  // A double cannot hold 1626993367.875267 exactly; the integer parse must.
+  EXPECT_EQ(unix_or_sentinel("1626993367.875267"), 1626993367875267000);
+  EXPECT_EQ(unix_or_sentinel("1626993367"), 1626993367 * kSecond);
+  EXPECT_EQ(unix_or_sentinel("0.000000001"), 1);
+  EXPECT_EQ(unix_or_sentinel("1.5"), 1'500'000'000);
+}
+
+TEST(UnixSeconds, TruncatesDigitsPastNanoseconds) {
+  EXPECT_EQ(unix_or_sentinel("1.1234567899"), 1'123'456'789);
+}
+
+TEST(UnixSeconds, RejectsNonNumbers) {
+  for (std::string_view bad : {"", ".5", "-1", "1.5x", "abc", "1,5", " 1", "1 ", "1e9",
+                               "1234567890123" /* 13 digits of seconds */}) {
+    int64_t ns = 7;
+    EXPECT_FALSE(bmx::parse_unix_seconds(bad, ns)) << bad;
+    EXPECT_EQ(ns, 7) << bad;
+  }
+}
+
+}  // namespace
