@@ -253,7 +253,13 @@ uint16_t FeedEngine::table_id(std::string_view name) {
 }
 
 uint32_t FeedEngine::symbol_id(std::string_view sym) {
-  if (sym == last_symbol_) return last_symbol_id_;
+  if (sym.data() == last_symbol_.data() && sym.size() == last_symbol_.size()) {
+    return last_symbol_id_;  // the fast path above handed us the cached name itself
+  }
+  if (sym.size() == last_symbol_.size() && sym.size() <= 32 &&
+      json::short_equal(sym.data(), last_symbol_.data(), sym.size())) {
+    return last_symbol_id_;
+  }
   const uint32_t id = symbols_.intern(sym);
   if (id == Interner::kNone) {
     ++stats_.capacity_exceeded;
@@ -625,7 +631,15 @@ bool FeedEngine::book_rows(od::array data, TableEntry& t, FrameHeader& h) {
           break;
         case 's':
           if (key_is(k, "symbol")) {
-            if (!plain_string(json::trim_token(v.raw_json_token()), r.symbol)) bad = true;
+            const std::string_view tok = json::trim_token(v.raw_json_token());
+            // Same symbol as the last row (nearly always): already validated, skip the scan.
+            if (tok.size() == last_symbol_.size() + 2 && tok.size() <= 34 &&
+                json::short_equal(tok.data() + 1, last_symbol_.data(), last_symbol_.size()) &&
+                tok.back() == '"') {
+              r.symbol = last_symbol_;
+            } else if (!plain_string(tok, r.symbol)) {
+              bad = true;
+            }
           } else if (key_is(k, "side")) {
             const std::string_view tok = json::trim_token(v.raw_json_token());
             r.has_side = true;

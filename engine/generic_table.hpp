@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <string>
 #include <string_view>
@@ -73,7 +74,10 @@ class GenericTable {
       const uint32_t guess = field_at_[position];
       if (guess != Interner::kNone) {
         const std::string_view n = fields_.name(guess);
-        if (__builtin_memcmp(key, n.data(), n.size()) == 0 && key[n.size()] == '"') return guess;
+        if (n.size() <= 32 ? json::short_equal(key, n.data(), n.size())
+                           : std::memcmp(key, n.data(), n.size()) == 0) {
+          if (key[n.size()] == '"') return guess;
+        }
       }
     }
     return field_id(json::scan_raw_key(key), position);

@@ -26,7 +26,8 @@ class Interner {
     slots_.assign(mask_ + 1, Slot{0, kNone});
     offsets_.reserve(capacity);
     lengths_.reserve(capacity);
-    arena_.reserve(static_cast<size_t>(capacity) * max_len);
+    // 32 spare bytes after the last name let json::short_equal read any name as 32 bytes.
+    arena_.reserve(static_cast<size_t>(capacity) * max_len + kSlack);
   }
 
   // Id of `s`, or kNone. Any thread that owns the interner; no allocation.
@@ -55,6 +56,7 @@ class Interner {
     offsets_.push_back(static_cast<uint32_t>(arena_.size()));
     lengths_.push_back(static_cast<uint32_t>(s.size()));
     arena_.append(s.data(), s.size());  // within reserved capacity: no reallocation
+    padded_end();
     slots_[i] = Slot{h, id};
     return id;
   }
@@ -83,6 +85,13 @@ class Interner {
   }
 
  private:
+  static constexpr size_t kSlack = 32;
+  // Keeps kSlack zero bytes readable after the last name, inside the reserved arena.
+  void padded_end() noexcept {
+    const size_t used = arena_.size();
+    arena_.append(kSlack, '\0');
+    arena_.resize(used);
+  }
   struct Slot {
     uint64_t hash;
     uint32_t id;

@@ -16,8 +16,7 @@ void OrderBook::clear() noexcept {
   order_[0].clear();
   order_[1].clear();
   free_.clear();
-  for (uint32_t s = static_cast<uint32_t>(slots_.size()); s-- > 0;)
-    free_.push_back(s);
+  next_slot_ = 0;
   std::fill(index_slots_.begin(), index_slots_.end(), kEmpty);
 }
 
@@ -28,13 +27,8 @@ void OrderBook::reserve(uint32_t levels) {
 // Re-creates every array at `capacity` levels and re-indexes the live levels. Cold path.
 void OrderBook::rebuild(uint32_t capacity) {
   if (capacity >= kSideBit) throw std::length_error("OrderBook: more than 2^31 levels");
-  const auto old_cap = static_cast<uint32_t>(slots_.size());
   slots_.resize(capacity);
   free_.reserve(capacity);
-  for (uint32_t s = old_cap; s < capacity; ++s)
-    free_.push_back(s);
-  // free_ pops from the back: hand out low slots first, for locality.
-  std::sort(free_.begin(), free_.end(), std::greater<>());
   order_[0].reserve(capacity);
   order_[1].reserve(capacity);
   uint64_t n = 32;
@@ -84,6 +78,30 @@ void OrderBook::index_erase(uint64_t pos) noexcept {
   index_slots_[hole] = kEmpty;
 }
 
+namespace {
+
+// First index in `o` (best at the back) whose entry is not worse than `price`, i.e. whose price is
+// >= it for bids and <= it for asks; `strict` makes it the first entry strictly better. Branchless
+// (the ternary becomes a conditional move): a deep level costs a chain of loads, not a
+// misprediction per halving. Multiplying by +-1 is exact, so the order is exact.
+size_t search(const std::vector<OrderBook::Entry>& o, double price, double sign,
+              bool strict) noexcept {
+  size_t len = o.size();
+  if (len == 0) return 0;
+  const OrderBook::Entry* base = o.data();
+  const double x = price * sign;
+  while (len > 1) {
+    const size_t half = len / 2;
+    const double k = base[half - 1].price * sign;
+    base += (strict ? k <= x : k < x) ? half : 0;
+    len -= half;
+  }
+  const double k = base->price * sign;
+  return static_cast<size_t>(base - o.data()) + ((strict ? k <= x : k < x) ? 1 : 0);
+}
+
+}  // namespace
+
 size_t OrderBook::position(Side side, double price, uint32_t slot) const noexcept {
   const auto& o = order_[index(side)];
   // Near the top (the back) is by far the common case: look there first.
@@ -91,31 +109,23 @@ size_t OrderBook::position(Side side, double price, uint32_t slot) const noexcep
   for (size_t k = 0; k < 8 && k < n; ++k) {
     if (o[n - 1 - k].slot == slot) return n - 1 - k;
   }
-  auto it = side == Side::kBuy
-                ? std::lower_bound(o.begin(), o.end(), price,
-                                   [](const Entry& e, double p) { return e.price < p; })
-                : std::lower_bound(o.begin(), o.end(), price,
-                                   [](const Entry& e, double p) { return e.price > p; });
-  while (it != o.end() && it->slot != slot)
-    ++it;  // equal prices (never in a sane book)
-  assert(it != o.end());
-  return static_cast<size_t>(it - o.begin());
+  size_t i = search(o, price, side == Side::kBuy ? 1.0 : -1.0, false);
+  while (i < n && o[i].slot != slot)
+    ++i;  // equal prices (never in a sane book)
+  assert(i < n);
+  return i;
 }
 
 void OrderBook::order_insert(Side side, double price, uint32_t slot) noexcept {
   auto& o = order_[index(side)];
-  // Walk from the best end while the entry there is better than `price`.
+  // Walk from the best end while the entry there is better than `price`; a deep insert searches.
   size_t pos = o.size();
   const bool bid = side == Side::kBuy;
   size_t steps = 0;
   while (pos > 0 && (bid ? o[pos - 1].price > price : o[pos - 1].price < price)) {
     --pos;
-    if (++steps == 16) {  // deep insert: binary search the rest
-      auto it = bid ? std::upper_bound(o.begin(), o.begin() + static_cast<std::ptrdiff_t>(pos),
-                                       price, [](double p, const Entry& e) { return p < e.price; })
-                    : std::upper_bound(o.begin(), o.begin() + static_cast<std::ptrdiff_t>(pos),
-                                       price, [](double p, const Entry& e) { return p > e.price; });
-      pos = static_cast<size_t>(it - o.begin());
+    if (++steps == 16) {
+      pos = search(o, price, bid ? 1.0 : -1.0, true);
       break;
     }
   }
@@ -129,16 +139,25 @@ OrderBook::Result OrderBook::insert(Side side, uint64_t id, double price, int64_
     update(side, id, size, true, price);
     return Result::kDuplicateInsert;
   }
-  if (free_.empty()) {
-    rebuild(static_cast<uint32_t>(slots_.size()) * 2);
-    grew_ = true;
-  }
-  const uint32_t slot = free_.back();
-  free_.pop_back();
+  const uint32_t slot = take_slot();
   slots_[slot] = BookLevel{price, size, id};
   index_insert(side, id, slot);
   order_insert(side, price, slot);
   return Result::kOk;
+}
+
+// A free slot: a recycled one, else the next never-used one, else the book doubles (allocates).
+uint32_t OrderBook::take_slot() {
+  if (!free_.empty()) {
+    const uint32_t slot = free_.back();
+    free_.pop_back();
+    return slot;
+  }
+  if (next_slot_ == slots_.size()) {
+    rebuild(static_cast<uint32_t>(slots_.size()) * 2);
+    grew_ = true;
+  }
+  return next_slot_++;
 }
 
 OrderBook::Result OrderBook::bulk_insert(Side side, uint64_t id, double price, int64_t size) {
@@ -152,12 +171,7 @@ OrderBook::Result OrderBook::bulk_insert(Side side, uint64_t id, double price, i
     }
     return Result::kDuplicateInsert;
   }
-  if (free_.empty()) {
-    rebuild(static_cast<uint32_t>(slots_.size()) * 2);
-    grew_ = true;
-  }
-  const uint32_t slot = free_.back();
-  free_.pop_back();
+  const uint32_t slot = take_slot();
   slots_[slot] = BookLevel{price, size, id};
   index_insert(side, id, slot);
   order_[index(side)].push_back(Entry{price, slot});

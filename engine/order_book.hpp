@@ -83,11 +83,14 @@ class OrderBook {
   [[nodiscard]] bool grew() const noexcept { return grew_; }
   void reset_grew() noexcept { grew_ = false; }
 
- private:
+ public:
+  // One entry of a side's price order (best at the back).
   struct Entry {
     double price;
     uint32_t slot;
   };
+
+ private:
   static constexpr uint32_t kEmpty = UINT32_MAX;
 
   // Index cells hold the level id and, in one word, the slot with the side in its top bit: a full
@@ -109,13 +112,15 @@ class OrderBook {
   void index_insert(Side side, uint64_t id, uint32_t slot) noexcept;
   void index_erase(uint64_t pos) noexcept;
   void rebuild(uint32_t capacity);
+  uint32_t take_slot();
 
   // Position in order_[side] of the entry for `slot` at `price`.
   [[nodiscard]] size_t position(Side side, double price, uint32_t slot) const noexcept;
   void order_insert(Side side, double price, uint32_t slot) noexcept;
 
   std::vector<BookLevel> slots_;
-  std::vector<uint32_t> free_;
+  std::vector<uint32_t> free_;   // slots given back by deletes
+  uint32_t next_slot_ = 0;       // slots from here up are unused since clear()
   std::vector<Entry> order_[2];  // [kBuy]: ascending price; [kSell]: descending; best at back
   std::vector<uint64_t> index_keys_;
   std::vector<uint32_t> index_slots_;  // cell(slot, side); kEmpty marks a free cell
