@@ -118,18 +118,27 @@ bool valid_non_object(od::parser& parser, const char* data, size_t len, size_t c
   }
 }
 
-bool parse_action(std::string_view s, Action& a) noexcept {
-  if (s == "update")
-    a = Action::kUpdate;
-  else if (s == "insert")
-    a = Action::kInsert;
-  else if (s == "delete")
-    a = Action::kDelete;
-  else if (s == "partial")
-    a = Action::kPartial;
-  else
-    return false;
-  return true;
+// The action token, quotes included, by its length and one fixed compare: no scan, no escapes
+// (an escaped action is not an action we know).
+bool parse_action(std::string_view tok, Action& a) noexcept {
+  const char* p = tok.data();
+  if (tok.size() == 8) {  // "update" "insert" "delete"
+    if (key_is(p + 1, "update")) return a = Action::kUpdate, true;
+    if (key_is(p + 1, "insert")) return a = Action::kInsert, true;
+    if (key_is(p + 1, "delete")) return a = Action::kDelete, true;
+  } else if (tok.size() == 9 && key_is(p + 1, "partial")) {
+    return a = Action::kPartial, true;
+  }
+  return false;
+}
+
+// True when the raw string token `tok` is exactly `"` + cached + `"`, `cached` being a name the
+// directory already validated (so the token holds no escape). Both sides have 32 readable bytes
+// (the padded frame, the interner's arena). No allocation, no loop.
+bool cached_name(std::string_view tok, std::string_view cached) noexcept {
+  return !cached.empty() && tok.size() == cached.size() + 2 && cached.size() <= 32 &&
+         tok.front() == '"' && tok.back() == '"' &&
+         json::short_equal(tok.data() + 1, cached.data(), cached.size());
 }
 
 }  // namespace
@@ -328,17 +337,20 @@ FrameResult FeedEngine::on_frame(const char* data, size_t len, size_t capacity, 
     switch (k[0]) {
       case 't':
         if (key_is(k, "table")) {
-          std::string_view name;
-          ok = plain_string(json::trim_token(v.raw_json_token()), name);
+          const std::string_view tok = json::trim_token(v.raw_json_token());
           h.kind = FrameKind::kTable;
-          if (ok) h.table = table_id(name);
+          if (cached_name(tok, last_table_name_)) {  // same table as the last frame: no scan
+            h.table = last_table_id_;
+          } else {
+            std::string_view name;
+            ok = plain_string(tok, name);
+            if (ok) h.table = table_id(name);
+          }
         }
         break;
       case 'a':
         if (key_is(k, "action")) {
-          std::string_view a;
-          h.has_action =
-              plain_string(json::trim_token(v.raw_json_token()), a) && parse_action(a, h.action);
+          h.has_action = parse_action(json::trim_token(v.raw_json_token()), h.action);
         }
         break;
       case 'd':
@@ -633,9 +645,7 @@ bool FeedEngine::book_rows(od::array data, TableEntry& t, FrameHeader& h) {
           if (key_is(k, "symbol")) {
             const std::string_view tok = json::trim_token(v.raw_json_token());
             // Same symbol as the last row (nearly always): already validated, skip the scan.
-            if (tok.size() == last_symbol_.size() + 2 && tok.size() <= 34 &&
-                json::short_equal(tok.data() + 1, last_symbol_.data(), last_symbol_.size()) &&
-                tok.back() == '"') {
+            if (cached_name(tok, last_symbol_)) {
               r.symbol = last_symbol_;
             } else if (!plain_string(tok, r.symbol)) {
               bad = true;
@@ -765,7 +775,12 @@ bool FeedEngine::generic_rows(od::array data, TableEntry& t, FrameHeader& h) {
     uint32_t sym = kNoSymbol;
     std::string_view sym_text;
     for (const RawField& f : raw_row_) {
-      if (f.name == symbol_field && plain_string(f.value, sym_text)) {
+      if (f.name != symbol_field) continue;
+      if (cached_name(f.value, last_symbol_)) {
+        sym = last_symbol_id_;
+        break;
+      }
+      if (plain_string(f.value, sym_text)) {
         // Only a partial, or a table covered whole, brings new symbols into the directory.
         sym = h.action == Action::kPartial || g.covers_all() ? symbol_id(sym_text)
                                                              : symbols_.find(sym_text);

@@ -28,23 +28,20 @@ inline std::string_view scan_raw_key(const char* p) noexcept {
 // Equality of two short byte strings with two 16-byte compares and no loop or libc call: both
 // pointers must have 32 readable bytes (a padded simdjson input, an Interner name). n <= 32.
 inline bool short_equal(const char* a, const char* b, size_t n) noexcept {
-  using V = char __attribute__((vector_size(16)));
+  using V = signed char __attribute__((vector_size(16)));
+  static constexpr V kLo = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  static constexpr V kHi = kLo + 16;
   V a0, a1, b0, b1;
   __builtin_memcpy(&a0, a, 16);
   __builtin_memcpy(&a1, a + 16, 16);
   __builtin_memcpy(&b0, b, 16);
   __builtin_memcpy(&b1, b + 16, 16);
-  const V d0 = a0 ^ b0, d1 = a1 ^ b1;
-  uint64_t w[4];
-  __builtin_memcpy(w, &d0, 16);
-  __builtin_memcpy(w + 2, &d1, 16);
-  // Keep only the first n bytes of the difference.
-  for (int i = 0; i < 4; ++i) {
-    const size_t lo = static_cast<size_t>(i) * 8;
-    const uint64_t mask = n >= lo + 8 ? ~0ULL : n <= lo ? 0 : (~0ULL >> (64 - 8 * (n - lo)));
-    w[i] &= mask;
-  }
-  return (w[0] | w[1] | w[2] | w[3]) == 0;
+  const auto len = static_cast<signed char>(n);
+  // Lanes below n that differ; all lane masks are computed, none branched on.
+  const V diff = ((a0 != b0) & (kLo < len)) | ((a1 != b1) & (kHi < len));
+  uint64_t w[2];
+  __builtin_memcpy(w, &diff, 16);
+  return (w[0] | w[1]) == 0;
 }
 
 // True when the raw key at `k` is exactly `name`, checked with one fixed-length compare (the
