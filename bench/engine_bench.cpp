@@ -44,88 +44,9 @@
 
 #include "engine/capture.hpp"
 #include "engine/feed_engine.hpp"
+#include "support/counting_new.hpp"
 
-// ---- allocation counter -------------------------------------------------------------------------
-
-namespace {
-std::atomic<uint64_t> g_allocs{0};  // relaxed: only the benchmark thread reads it meaningfully
-
-void* counted_alloc(std::size_t n) noexcept {
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  return std::malloc(n == 0 ? 1 : n);
-}
-void* counted_aligned_alloc(std::size_t n, std::align_val_t al) noexcept {
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  void* p = nullptr;
-  const auto a = std::max(static_cast<std::size_t>(al), sizeof(void*));
-  return posix_memalign(&p, a, n == 0 ? 1 : n) == 0 ? p : nullptr;
-}
-}  // namespace
-
-void* operator new(std::size_t n) {
-  if (void* p = counted_alloc(n)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) {
-  if (void* p = counted_alloc(n)) return p;
-  throw std::bad_alloc();
-}
-void* operator new(std::size_t n, std::align_val_t al) {
-  if (void* p = counted_aligned_alloc(n, al)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t n, std::align_val_t al) {
-  if (void* p = counted_aligned_alloc(n, al)) return p;
-  throw std::bad_alloc();
-}
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-  return counted_alloc(n);
-}
-void* operator new[](std::size_t n, const std::nothrow_t&) noexcept {
-  return counted_alloc(n);
-}
-void* operator new(std::size_t n, std::align_val_t al, const std::nothrow_t&) noexcept {
-  return counted_aligned_alloc(n, al);
-}
-void* operator new[](std::size_t n, std::align_val_t al, const std::nothrow_t&) noexcept {
-  return counted_aligned_alloc(n, al);
-}
-void operator delete(void* p) noexcept {
-  std::free(p);
-}
-void operator delete[](void* p) noexcept {
-  std::free(p);
-}
-void operator delete(void* p, std::size_t) noexcept {
-  std::free(p);
-}
-void operator delete[](void* p, std::size_t) noexcept {
-  std::free(p);
-}
-void operator delete(void* p, std::align_val_t) noexcept {
-  std::free(p);
-}
-void operator delete[](void* p, std::align_val_t) noexcept {
-  std::free(p);
-}
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
-  std::free(p);
-}
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept {
-  std::free(p);
-}
-void operator delete(void* p, const std::nothrow_t&) noexcept {
-  std::free(p);
-}
-void operator delete[](void* p, const std::nothrow_t&) noexcept {
-  std::free(p);
-}
-void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept {
-  std::free(p);
-}
-void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept {
-  std::free(p);
-}
+// ---- allocation counter: tests/support/counting_new.cpp replaces operator new in this binary --
 
 namespace {
 
@@ -399,20 +320,20 @@ struct Replayer {
   // Replays the session; `time_deltas` puts a clock pair around each delta run.
   Pass replay(bool time_deltas) {
     Pass p;
-    const uint64_t a_begin = g_allocs.load(std::memory_order_relaxed);
+    const uint64_t a_begin = bmx::testing::allocation_count();
     for (const Run& r : session->runs) {
       if (!time_deltas || !r.deltas) {
         apply(r);
         continue;
       }
-      const uint64_t a0 = g_allocs.load(std::memory_order_relaxed);
+      const uint64_t a0 = bmx::testing::allocation_count();
       const auto t0 = Clock::now();
       apply(r);
       const auto t1 = Clock::now();
-      p.delta_allocs += g_allocs.load(std::memory_order_relaxed) - a0;
+      p.delta_allocs += bmx::testing::allocation_count() - a0;
       p.delta_seconds += std::chrono::duration<double>(t1 - t0).count();
     }
-    p.allocs = g_allocs.load(std::memory_order_relaxed) - a_begin;
+    p.allocs = bmx::testing::allocation_count() - a_begin;
     engine->drain_events([](const bmx::Event&) {});
     return p;
   }
