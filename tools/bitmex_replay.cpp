@@ -125,7 +125,6 @@ int main(int argc, char** argv) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const bmx::Stats& st = engine.stats();
 
-    FILE* report = quiet ? stderr : stdout;
     for (size_t i = 0; i < loaded.size(); ++i) {
       if (loaded[i].unrecognized_lines()) {
         fmt::print(stderr, "{}: {} unrecognised line(s) skipped, e.g.:\n", captures[i],
@@ -201,7 +200,6 @@ int main(int argc, char** argv) {
         }
       }
     }
-    (void)report;
     return 0;
   } catch (const std::exception& e) {
     fmt::print(stderr, "bitmex-replay: {}\n", e.what());
