@@ -162,7 +162,7 @@ struct FeedEngine::FrameHeader {
 };
 
 struct FeedEngine::BookRow {
-  std::string_view symbol;
+  std::string_view symbol;  // the raw token, quotes included; resolved after the row
   uint64_t id = 0;
   int64_t size = 0;
   double price = 0;
@@ -208,6 +208,32 @@ Event* FeedEngine::emit(EventKind kind, uint16_t table, uint32_t symbol, int64_t
 uint16_t FeedEngine::find_table(std::string_view name) const noexcept {
   const uint32_t id = table_names_.find(name);
   return id == Interner::kNone ? Event::kNoTable : static_cast<uint16_t>(id);
+}
+
+// The symbol id of a raw string token (quotes included) from a padded frame, or kNoSymbol when the
+// token is not a plain string, is unknown and `may_add` is false, or the directory is full.
+// Frames alternate between symbols, which defeats a one-entry cache: a small direct-mapped cache
+// on (length, first 8 bytes) answers with one probe and two 16-byte compares. No allocation.
+uint32_t FeedEngine::symbol_of_token(std::string_view tok, bool may_add) {
+  const size_t n = tok.size() - 2;
+  if (tok.size() >= 2 && n <= 32 && tok.front() == '"' && tok.back() == '"') {
+    uint64_t head;
+    std::memcpy(&head, tok.data() + 1, 8);  // padded input: 8 bytes are always readable
+    if (n < 8) head &= (uint64_t{1} << (8 * n)) - 1;
+    SymbolCacheEntry& e = symbol_cache_[((head * 0x9e3779b97f4a7c15ULL) >> 58 ^ n) & 63];
+    if (e.length == n && e.head == head && e.id != kNoSymbol &&
+        json::short_equal(tok.data() + 1, symbols_.name(e.id).data(), n)) {
+      return e.id;  // equal to a validated name: no escape to look for
+    }
+    std::string_view text;
+    if (!plain_string(tok, text)) return kNoSymbol;
+    const uint32_t id = may_add ? symbol_id(text) : symbols_.find(text);
+    if (id != kNoSymbol) e = SymbolCacheEntry{head, static_cast<uint32_t>(n), id};
+    return id;
+  }
+  std::string_view text;
+  if (!plain_string(tok, text)) return kNoSymbol;
+  return may_add ? symbol_id(text) : symbols_.find(text);
 }
 
 // The table a frame names in its first bytes, when its JSON cannot be trusted (oversized, broken).
@@ -643,13 +669,7 @@ bool FeedEngine::book_rows(od::array data, TableEntry& t, FrameHeader& h) {
           break;
         case 's':
           if (key_is(k, "symbol")) {
-            const std::string_view tok = json::trim_token(v.raw_json_token());
-            // Same symbol as the last row (nearly always): already validated, skip the scan.
-            if (cached_name(tok, last_symbol_)) {
-              r.symbol = last_symbol_;
-            } else if (!plain_string(tok, r.symbol)) {
-              bad = true;
-            }
+            r.symbol = json::trim_token(v.raw_json_token());  // resolved after the row
           } else if (key_is(k, "side")) {
             const std::string_view tok = json::trim_token(v.raw_json_token());
             r.has_side = true;
@@ -677,7 +697,7 @@ bool FeedEngine::book_rows(od::array data, TableEntry& t, FrameHeader& h) {
     }
     ++t.rows[static_cast<int>(h.action)];
     ++stats_.rows;
-    const uint32_t sym = r.symbol.empty() ? kNoSymbol : symbol_id(r.symbol);
+    const uint32_t sym = r.symbol.empty() ? kNoSymbol : symbol_of_token(r.symbol, true);
     if (sym == kNoSymbol) {  // no symbol: nothing to attach it to
       ++stats_.bad_rows;
       emit(EventKind::kBadRow, tid, kNoSymbol, 0, "book row without a usable symbol");
@@ -773,17 +793,10 @@ bool FeedEngine::generic_rows(od::array data, TableEntry& t, FrameHeader& h) {
     ++t.rows[static_cast<int>(h.action)];
     ++stats_.rows;
     uint32_t sym = kNoSymbol;
-    std::string_view sym_text;
     for (const RawField& f : raw_row_) {
-      if (f.name != symbol_field) continue;
-      if (cached_name(f.value, last_symbol_)) {
-        sym = last_symbol_id_;
-        break;
-      }
-      if (plain_string(f.value, sym_text)) {
+      if (f.name == symbol_field) {
         // Only a partial, or a table covered whole, brings new symbols into the directory.
-        sym = h.action == Action::kPartial || g.covers_all() ? symbol_id(sym_text)
-                                                             : symbols_.find(sym_text);
+        sym = symbol_of_token(f.value, h.action == Action::kPartial || g.covers_all());
         break;
       }
     }

@@ -209,6 +209,13 @@ class FeedEngine {
   uint16_t table_id(std::string_view name);
   [[nodiscard]] uint16_t sniff_table(std::string_view text) const noexcept;
   uint32_t symbol_id(std::string_view sym);
+  uint32_t symbol_of_token(std::string_view tok, bool may_add);
+  struct SymbolCacheEntry {
+    uint64_t head = 0;
+    uint32_t length = 0;
+    uint32_t id = kNoSymbol;
+  };
+  std::array<SymbolCacheEntry, 64> symbol_cache_{};
   Event* emit(EventKind kind, uint16_t table = Event::kNoTable, uint32_t symbol = kNoSymbol,
               int64_t value = 0, std::string_view text = {}) noexcept;
 
