@@ -903,7 +903,7 @@ void FeedEngine::end_frame(FrameHeader& h) {
     }
     if (h.action == Action::kPartial) {  // cold: order the image, leave room for its deltas
       b->book.finish_bulk();
-      b->book.reserve(b->book.size() * 2 + 64);
+      b->book.reserve(b->book.size() + b->book.size() / 2 + 64);
     }
     if (!b->stale && b->book.crossed()) {
       ++stats_.crossed_books;
