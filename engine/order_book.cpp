@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cstddef>
+#include <cstring>
 #include <stdexcept>
 
 namespace bmx {
@@ -28,7 +29,7 @@ size_t search_range(const BookLevel* a, size_t len, double x, double sign, bool 
 // The same over a whole side, trying the 64 levels nearest the top first: they are hot in cache
 // and take most of the traffic, while a binary search over a deep book is a chain of dependent
 // loads that miss (the 2021 XBTUSD book has 5557 bids).
-size_t search(const std::vector<BookLevel>& o, double price, double sign, bool strict) noexcept {
+size_t search(const LevelArray& o, double price, double sign, bool strict) noexcept {
   constexpr size_t kTop = 64;
   const size_t n = o.size();
   const double x = price * sign;
@@ -46,6 +47,56 @@ double sign_of(Side side) noexcept {
 }
 
 }  // namespace
+
+void LevelArray::reserve(size_t levels) {
+  const size_t cap = 2 * levels + 2;
+  if (cap <= cap_) return;
+  auto buf = std::make_unique_for_overwrite<BookLevel[]>(cap);
+  const size_t n = size();
+  const size_t at = (cap - n) / 2;
+  if (n) std::memcpy(buf.get() + at, buf_.get() + begin_, n * sizeof(BookLevel));
+  buf_ = std::move(buf);
+  cap_ = cap;
+  begin_ = at;
+  end_ = at + n;
+}
+
+void LevelArray::recenter() noexcept {
+  const size_t n = size();
+  const size_t at = (cap_ - n) / 2;
+  std::memmove(buf_.get() + at, buf_.get() + begin_, n * sizeof(BookLevel));
+  begin_ = at;
+  end_ = at + n;
+}
+
+void LevelArray::insert_at(size_t pos, const BookLevel& level) noexcept {
+  const size_t n = size();
+  assert(n + 2 < cap_);
+  const bool front = pos < n - pos;  // fewer levels before pos than after it
+  if ((front && begin_ == 0) || (!front && end_ == cap_)) recenter();
+  BookLevel* b = buf_.get();
+  if (front) {
+    std::memmove(b + begin_ - 1, b + begin_, pos * sizeof(BookLevel));
+    --begin_;
+  } else {
+    std::memmove(b + begin_ + pos + 1, b + begin_ + pos, (n - pos) * sizeof(BookLevel));
+    ++end_;
+  }
+  b[begin_ + pos] = level;
+}
+
+void LevelArray::erase_at(size_t pos) noexcept {
+  const size_t n = size();
+  assert(pos < n);
+  BookLevel* b = buf_.get();
+  if (pos < n - 1 - pos) {
+    std::memmove(b + begin_ + 1, b + begin_, pos * sizeof(BookLevel));
+    ++begin_;
+  } else {
+    std::memmove(b + begin_ + pos, b + begin_ + pos + 1, (n - 1 - pos) * sizeof(BookLevel));
+    --end_;
+  }
+}
 
 OrderBook::OrderBook(uint32_t capacity) {
   rebuild(std::max<uint32_t>(capacity, 16));
@@ -133,8 +184,7 @@ size_t OrderBook::position(Side side, double price, uint64_t id) const noexcept 
 void OrderBook::order_insert(Side side, const BookLevel& level) noexcept {
   auto& o = order_[index(side)];
   const size_t pos = search(o, level.price, sign_of(side), true);
-  // Capacity was reserved for every level, so this never reallocates.
-  o.insert(o.begin() + static_cast<std::ptrdiff_t>(pos), level);
+  o.insert_at(pos, level);  // room was reserved for every level: no allocation
 }
 
 OrderBook::Result OrderBook::insert(Side side, uint64_t id, double price, int64_t size) {
@@ -164,6 +214,8 @@ OrderBook::Result OrderBook::bulk_insert(Side side, uint64_t id, double price, i
 }
 
 void OrderBook::finish_bulk() {
+  order_[0].recenter();
+  order_[1].recenter();
   std::sort(order_[0].begin(), order_[0].end(),
             [](const BookLevel& a, const BookLevel& b) { return a.price < b.price; });
   std::sort(order_[1].begin(), order_[1].end(),
@@ -182,7 +234,7 @@ OrderBook::Result OrderBook::update(Side side, uint64_t id, int64_t size, bool h
     o[pos].size = size;
     return Result::kOk;
   }
-  o.erase(o.begin() + static_cast<std::ptrdiff_t>(pos));  // the level moves to its new price
+  o.erase_at(pos);  // the level moves to its new price
   c.key = key_of(side, price);
   order_insert(side, BookLevel{price, size, id});
   return Result::kOk;
@@ -192,7 +244,7 @@ OrderBook::Result OrderBook::remove(Side side, uint64_t id) noexcept {
   const uint64_t at = find_index(side, id);
   if (at > mask_) return Result::kUnknownLevel;
   auto& o = order_[index(side)];
-  o.erase(o.begin() + static_cast<std::ptrdiff_t>(position(side, price_of(index_[at].key), id)));
+  o.erase_at(position(side, price_of(index_[at].key), id));
   index_erase(at);
   return Result::kOk;
 }

@@ -20,7 +20,10 @@
 // caller counts it (Stats::book_growths) so that a mis-sized deployment is visible.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <memory>
 #include <vector>
 
 #include "shm/types.hpp"
@@ -31,6 +34,50 @@ struct BookLevel {
   double price;
   int64_t size;
   uint64_t id;
+};
+
+// One side's levels, sorted, in an array with free room at *both* ends: an insert or erase moves
+// whichever part of the array is shorter. A std::vector would move everything behind the touched
+// level, and with the best price at the back a delete of a deep level moved the whole top of the
+// book (the 2021 XBTUSD replay spent more of its memmove on that than on anything else). Sized by
+// reserve() only; recentring when one end runs out of room moves elements, never allocates.
+class LevelArray {
+ public:
+  [[nodiscard]] size_t size() const noexcept { return end_ - begin_; }
+  [[nodiscard]] bool empty() const noexcept { return end_ == begin_; }
+  [[nodiscard]] const BookLevel* data() const noexcept { return buf_.get() + begin_; }
+  [[nodiscard]] BookLevel* begin() noexcept { return buf_.get() + begin_; }
+  [[nodiscard]] BookLevel* end() noexcept { return buf_.get() + end_; }
+  [[nodiscard]] const BookLevel* begin() const noexcept { return buf_.get() + begin_; }
+  [[nodiscard]] const BookLevel* end() const noexcept { return buf_.get() + end_; }
+  [[nodiscard]] const BookLevel& operator[](size_t i) const noexcept { return buf_[begin_ + i]; }
+  [[nodiscard]] BookLevel& operator[](size_t i) noexcept { return buf_[begin_ + i]; }
+  [[nodiscard]] const BookLevel& back() const noexcept { return buf_[end_ - 1]; }
+
+  void clear() noexcept { begin_ = end_ = cap_ / 2; }
+  // Room for `levels` levels at any mix of ends. Cold path; allocates.
+  void reserve(size_t levels);
+  // Precondition: size() < levels reserved. No allocation.
+  void insert_at(size_t pos, const BookLevel& level) noexcept;
+  void erase_at(size_t pos) noexcept;
+  // Unsorted appends (a partial's levels, sorted afterwards): when the back runs out, the levels
+  // move to the front once, not to the middle again and again. No allocation.
+  void push_back(const BookLevel& level) noexcept {
+    if (end_ == cap_) {
+      const size_t n = size();
+      std::memmove(buf_.get(), buf_.get() + begin_, n * sizeof(BookLevel));
+      begin_ = 0;
+      end_ = n;
+    }
+    buf_[end_++] = level;
+  }
+  // Moves the levels to the middle of the buffer, leaving equal room at both ends. O(n).
+  void recenter() noexcept;
+
+ private:
+  std::unique_ptr<BookLevel[]> buf_;
+  size_t cap_ = 0;  // slots in buf_
+  size_t begin_ = 0, end_ = 0;
 };
 
 class OrderBook {
@@ -116,7 +163,7 @@ class OrderBook {
   [[nodiscard]] size_t position(Side side, double price, uint64_t id) const noexcept;
   void order_insert(Side side, const BookLevel& level) noexcept;
 
-  std::vector<BookLevel> order_[2];  // [kBuy]: ascending price; [kSell]: descending; best at back
+  LevelArray order_[2];  // [kBuy]: ascending price; [kSell]: descending; best at back
   std::vector<Cell> index_;
   uint64_t mask_ = 0;
   uint32_t capacity_ = 0;
