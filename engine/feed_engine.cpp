@@ -1,7 +1,6 @@
 #include "engine/feed_engine.hpp"
 
 #include <algorithm>
-#include <charconv>
 #include <cstring>
 
 #include "engine/json_text.hpp"

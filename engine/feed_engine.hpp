@@ -241,7 +241,7 @@ class FeedEngine {
   std::array<Event, 1024> events_{};
   size_t event_count_ = 0;
   uint64_t frame_no_ = 0;
-  int64_t recv_ns_ = 0;
+  int64_t recv_ns_ = 0;  // receive time of the frame being applied (stamped on records, next)
   Stats stats_;
 };
 
