@@ -809,7 +809,7 @@ bool FeedEngine::generic_rows(od::array data, TableEntry& t, FrameHeader& h) {
       emit(EventKind::kBadRow, tid, sym, 0, "row with more fields than max_fields_per_row");
       continue;
     }
-    switch (g.apply(h.action, raw_row_)) {
+    switch (g.apply_for_symbol(h.action, sym, raw_row_)) {
       case GenericTable::Result::kOk:
         break;
       case GenericTable::Result::kReplaced:

@@ -18,7 +18,8 @@ GenericTable::GenericTable(std::string name, uint32_t max_fields, uint32_t max_s
       fields_(max_fields, kMaxFieldNameLen),
       field_at_(max_fields, Interner::kNone),
       symbol_field_(fields_.intern("symbol")),
-      covered_(max_symbols, 0) {
+      covered_(max_symbols, 0),
+      row_of_symbol_(max_symbols, kNoRow) {
   key_.reserve(256);
   scratch_.reserve(4096);
 }
@@ -35,6 +36,7 @@ uint32_t GenericTable::field_id(std::string_view raw_name, uint32_t position) no
 }
 
 void GenericTable::begin_partial(std::span<const uint32_t> keys, std::span<const RawField> filter) {
+  forget_symbol_rows();
   keys_.assign(keys.begin(), keys.end());
   partial_seen_ = true;
   stale = false;
@@ -157,10 +159,37 @@ GenericTable::Result GenericTable::apply(Action action, std::span<const RawField
       return Result::kOk;
     case Action::kDelete:
       if (it == index_.end()) return Result::kUnknownRow;
+      forget_symbol_rows();
       rows_[it->second].in_use = false;
       free_rows_.push_back(it->second);
       index_.erase(it);
       return Result::kOk;
+  }
+  return Result::kOk;
+}
+
+void GenericTable::forget_symbol_rows() noexcept {
+  std::fill(row_of_symbol_.begin(), row_of_symbol_.end(), kNoRow);
+}
+
+GenericTable::Result GenericTable::apply_for_symbol(Action action, uint32_t symbol,
+                                                    std::span<const RawField> fields) {
+  if (!keys_.empty() || symbol >= row_of_symbol_.size() || action == Action::kDelete) {
+    return apply(action, fields);
+  }
+  const uint32_t slot = row_of_symbol_[symbol];
+  if (slot == kNoRow) {  // first row of this symbol since the cache was last cleared
+    const Result r = apply(action, fields);
+    if (r == Result::kOk) {
+      const auto it = index_.find(std::string_view(key_));  // key_ still holds this row's key
+      if (it != index_.end()) row_of_symbol_[symbol] = it->second;
+    }
+    return r;
+  }
+  if (action == Action::kUpdate) {
+    merge_row(rows_[slot], fields);
+  } else {
+    write_row(rows_[slot], fields);
   }
   return Result::kOk;
 }

@@ -97,6 +97,12 @@ class GenericTable {
   // free, or a row that outgrows its buffers.
   Result apply(Action action, std::span<const RawField> row);
 
+  // apply() for a row whose symbol the caller already resolved to a directory id. For keyless
+  // tables (trade, quote, ...: the row *is* the symbol's latest) the row is found by that id in
+  // one array read, without building the key or hashing it; otherwise, or the first time, it is
+  // apply(). Network thread; same allocation rules as apply().
+  Result apply_for_symbol(Action action, uint32_t symbol, std::span<const RawField> row);
+
   // Key of `row` in canonical form, into `out` (cleared first). False when a key field is missing
   // or is not a scalar.
   bool make_key(std::span<const RawField> row, std::string& out) const;
@@ -144,6 +150,11 @@ class GenericTable {
   std::unordered_map<std::string, uint32_t, Hash, std::equal_to<>> index_;
   std::vector<Row> rows_;
   std::vector<uint32_t> free_rows_;
+  // Keyless tables: symbol id -> row slot (kNoRow unknown). Cleared whenever a row is removed, so a
+  // recycled slot can never be reached through a stale entry.
+  static constexpr uint32_t kNoRow = UINT32_MAX;
+  std::vector<uint32_t> row_of_symbol_;
+  void forget_symbol_rows() noexcept;
   std::string key_;      // scratch
   std::string scratch_;  // scratch for compaction
 };

@@ -617,3 +617,53 @@ TEST(FeedEngine, LastQuoteHoldsTypedValuesAndMissingSides) {
 }
 
 }  // namespace
+
+namespace {
+
+std::string quote_frame(std::string_view action, std::string_view symbol, int bid) {
+  return std::string(R"({"table":"quote","action":")") + std::string(action) + R"(",)" +
+         (action == "partial"
+              ? std::string(R"("keys":[],"filter":{"symbol":")") + std::string(symbol) + R"("},)"
+              : std::string()) +
+         R"("data":[{"timestamp":"2021-07-22T22:36:10.014Z","symbol":")" + std::string(symbol) +
+         R"(","bidSize":1,"bidPrice":)" + std::to_string(bid) +
+         R"(,"askPrice":99999,"askSize":2}]})";
+}
+
+std::string_view bid_of(const bmx::FeedEngine& e, std::string_view symbol) {
+  const bmx::GenericTable* t = e.table("quote");
+  if (t == nullptr) return {};
+  const bmx::GenericTable::Row* row = t->find(symbol);
+  return row ? row->value(t->find_field("bidPrice")) : std::string_view{};
+}
+
+}  // namespace
+
+// Keyless rows are found by symbol id without their key: a repeated partial, a delete and rows of
+// other symbols must never leave that shortcut pointing at another symbol's row.
+TEST(FeedEngine, KeylessRowsStayWithTheirSymbolAcrossPartialsAndDeletes) {
+  bmx::FeedEngine e;
+  feed(e, quote_frame("partial", "AAA", 10));
+  feed(e, quote_frame("partial", "BBB", 20));
+  feed(e, quote_frame("insert", "AAA", 11));
+  feed(e, quote_frame("insert", "BBB", 21));
+  EXPECT_EQ(bid_of(e, "AAA"), "11");
+  EXPECT_EQ(bid_of(e, "BBB"), "21");
+
+  feed(e, quote_frame("partial", "AAA", 30));  // AAA's row is dropped and written anew
+  feed(e, quote_frame("insert", "BBB", 22));
+  feed(e, quote_frame("insert", "AAA", 31));
+  EXPECT_EQ(bid_of(e, "AAA"), "31");
+  EXPECT_EQ(bid_of(e, "BBB"), "22");
+
+  feed(e, quote_frame("delete", "AAA", 0));  // the slot AAA held is free for reuse
+  EXPECT_EQ(bid_of(e, "AAA"), "");
+  feed(e, quote_frame("insert", "BBB", 23));
+  feed(e, quote_frame("insert", "AAA", 32));  // a new row, maybe in a recycled slot
+  feed(e, quote_frame("insert", "BBB", 24));
+  EXPECT_EQ(bid_of(e, "AAA"), "32");
+  EXPECT_EQ(bid_of(e, "BBB"), "24");
+  EXPECT_EQ(e.table("quote")->size(), 2u);
+  EXPECT_EQ(e.stats().unknown_rows, 0u);
+  EXPECT_EQ(e.stats().bad_rows, 0u);
+}
