@@ -44,6 +44,7 @@
 
 #include "engine/capture.hpp"
 #include "engine/feed_engine.hpp"
+#include "floor_walk.hpp"
 #include "support/counting_new.hpp"
 
 // ---- allocation counter: tests/support/counting_new.cpp replaces operator new in this binary --
@@ -168,86 +169,7 @@ void report(benchmark::State& state, uint64_t frames, uint64_t bytes) {
 
 // ---- the floor: a plain On-Demand walk ----------------------------------------------------------
 
-struct Sink {
-  uint64_t n = 0;
-  double x = 0;
-};
-
-simdjson::error_code walk(od::value v, Sink& sink) noexcept {
-  od::json_type type;
-  if (auto e = v.type().get(type)) return e;
-  switch (type) {
-    case od::json_type::object: {
-      od::object obj;
-      if (auto e = v.get_object().get(obj)) return e;
-      for (auto field_result : obj) {
-        od::field field;
-        if (auto e = std::move(field_result).get(field)) return e;
-        std::string_view key;
-        if (auto e = field.unescaped_key().get(key)) return e;
-        sink.n += key.size();
-        if (auto e = walk(field.value(), sink)) return e;
-      }
-      return simdjson::SUCCESS;
-    }
-    case od::json_type::array: {
-      od::array arr;
-      if (auto e = v.get_array().get(arr)) return e;
-      for (auto element_result : arr) {
-        od::value element;
-        if (auto e = std::move(element_result).get(element)) return e;
-        if (auto e = walk(element, sink)) return e;
-      }
-      return simdjson::SUCCESS;
-    }
-    case od::json_type::string: {
-      std::string_view s;
-      if (auto e = v.get_string().get(s)) return e;
-      sink.n += s.size();
-      return simdjson::SUCCESS;
-    }
-    case od::json_type::number: {
-      od::number num;
-      if (auto e = v.get_number().get(num)) return e;
-      switch (num.get_number_type()) {
-        case od::number_type::signed_integer:
-          sink.n += static_cast<uint64_t>(num.get_int64());
-          break;
-        case od::number_type::unsigned_integer:
-          sink.n += num.get_uint64();
-          break;
-        case od::number_type::floating_point_number:
-          sink.x += num.get_double();
-          break;
-      }
-      return simdjson::SUCCESS;
-    }
-    case od::json_type::boolean: {
-      bool b = false;
-      if (auto e = v.get_bool().get(b)) return e;
-      sink.n += b;
-      return simdjson::SUCCESS;
-    }
-    case od::json_type::null: {
-      bool is_null = false;
-      if (auto e = v.is_null().get(is_null)) return e;
-      sink.n += is_null;
-      return simdjson::SUCCESS;
-    }
-  }
-  return simdjson::INCORRECT_TYPE;
-}
-
-[[nodiscard]] bool walk_frame(od::parser& parser, const bmx::Capture& cap,
-                              const bmx::CapturedFrame& f, Sink& sink) noexcept {
-  od::document doc;
-  od::value root;
-  if (parser.iterate(simdjson::padded_string_view(f.data, f.len, cap.capacity(f))).get(doc) ||
-      doc.get_value().get(root)) {
-    return false;
-  }
-  return walk(root, sink) == simdjson::SUCCESS;
-}
+// Sink, walk() and walk_frame() live in floor_walk.hpp, shared with delta_counts.
 
 void floor_walk(benchmark::State& state, int which, bool deltas_only) {
   const Selection sel = select(which);

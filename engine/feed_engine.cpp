@@ -286,22 +286,14 @@ uint16_t FeedEngine::table_id(std::string_view name) {
   return static_cast<uint16_t>(id);
 }
 
+// Interns a plain symbol. Called when symbol_of_token's cache misses and for partial filters.
 uint32_t FeedEngine::symbol_id(std::string_view sym) {
-  if (sym.data() == last_symbol_.data() && sym.size() == last_symbol_.size()) {
-    return last_symbol_id_;  // the fast path above handed us the cached name itself
-  }
-  if (sym.size() == last_symbol_.size() && sym.size() <= 32 &&
-      json::short_equal(sym.data(), last_symbol_.data(), sym.size())) {
-    return last_symbol_id_;
-  }
   const uint32_t id = symbols_.intern(sym);
   if (id == Interner::kNone) {
     ++stats_.capacity_exceeded;
     emit(EventKind::kCapacityExceeded, Event::kNoTable, kNoSymbol, config_.max_symbols, sym);
     return kNoSymbol;
   }
-  last_symbol_ = symbols_.name(id);
-  last_symbol_id_ = id;
   return id;
 }
 

@@ -236,8 +236,6 @@ class FeedEngine {
   std::array<std::pair<std::string_view, std::string_view>, kMaxPartialKeys> partial_filter_{};
   std::string_view last_table_name_;  // one-entry cache of the table directory
   uint16_t last_table_id_ = Event::kNoTable;
-  std::string_view last_symbol_;  // one-entry cache of the symbol directory
-  uint32_t last_symbol_id_ = kNoSymbol;
   std::array<Event, 1024> events_{};
   size_t event_count_ = 0;
   uint64_t frame_no_ = 0;
