@@ -1,0 +1,303 @@
+#include "shm/reader.hpp"
+
+#include <signal.h>
+
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+namespace bmx::shm {
+
+std::string_view to_string(Liveness l) noexcept {
+  switch (l) {
+    case Liveness::kLive:
+      return "live";
+    case Liveness::kStale:
+      return "stale (no heartbeat)";
+    case Liveness::kDead:
+      return "dead (producer process gone)";
+    case Liveness::kRestarted:
+      return "restarted (new epoch)";
+    case Liveness::kStopped:
+      return "stopped";
+  }
+  return "?";
+}
+
+namespace {
+
+// How long a copy keeps retrying a book the producer is changing. A copy of a deep book takes
+// microseconds and the producer holds a book's seqlock for one frame, so this is generous.
+constexpr int kMaxTries = 100000;
+
+void pause_briefly(int tries) noexcept {
+  if (tries > 64) std::this_thread::yield();  // the producer is busy with this very book
+}
+
+}  // namespace
+
+Reader Reader::attach(const std::string& name, std::chrono::milliseconds timeout) {
+  return Reader(Segment::attach(name, timeout));
+}
+
+Reader::Reader(Segment segment)
+    : seg_(std::move(segment)),
+      epoch_(seg_.header().epoch.load(std::memory_order_acquire)),
+      ring_mask_(seg_.header().ring_slots - 1) {
+  // The largest row the producer publishes is a quarter of the ring.
+  text_.resize(static_cast<size_t>(seg_.header().ring_slots / 4) * kTextSlotBytes);
+  cursor_ = head();
+}
+
+PollResult Reader::lapped(PollResult r) noexcept {
+  const uint64_t h = head();
+  r.lapped = true;
+  r.lost = h > cursor_ ? h - cursor_ : 0;
+  cursor_ = h;
+  return r;
+}
+
+// ---- directory
+// ------------------------------------------------------------------------------------
+
+std::string_view Reader::dir_name(const DirEntry& e) const noexcept {
+  if (!e.used.load(std::memory_order_acquire)) return {};
+  return std::string_view(e.name, strnlen(e.name, kNameBytes));
+}
+
+uint32_t Reader::symbol_count() const noexcept {
+  return std::min(seg_.directory().symbols.load(std::memory_order_acquire),
+                  seg_.header().max_symbols);
+}
+
+uint32_t Reader::table_count() const noexcept {
+  return std::min(seg_.directory().tables.load(std::memory_order_acquire),
+                  seg_.header().max_tables);
+}
+
+std::optional<uint32_t> Reader::symbol_id(std::string_view name) const noexcept {
+  for (uint32_t i = 0, n = symbol_count(); i < n; ++i) {
+    if (dir_name(seg_.symbol_entry(i)) == name) return i;
+  }
+  return std::nullopt;
+}
+
+std::string_view Reader::symbol_name(uint32_t id) const noexcept {
+  return id < seg_.header().max_symbols ? dir_name(seg_.symbol_entry(id)) : std::string_view{};
+}
+
+std::optional<uint16_t> Reader::table_id(std::string_view name) const noexcept {
+  for (uint32_t i = 0, n = table_count(); i < n; ++i) {
+    if (dir_name(seg_.table_entry(i)) == name) return static_cast<uint16_t>(i);
+  }
+  return std::nullopt;
+}
+
+std::string_view Reader::table_name(uint16_t id) const noexcept {
+  return id < seg_.header().max_tables ? dir_name(seg_.table_entry(id)) : std::string_view{};
+}
+
+bool Reader::table_has_partial(uint16_t id) const noexcept {
+  return id < seg_.header().max_tables &&
+         (seg_.table_entry(id).used.load(std::memory_order_acquire) & kDirPartial);
+}
+
+TableKind Reader::table_kind(uint16_t id) const noexcept {
+  if (id >= seg_.header().max_tables || table_name(id).empty()) return TableKind::kGeneric;
+  return static_cast<TableKind>(seg_.table_entry(id).kind);
+}
+
+// ---- books
+// ----------------------------------------------------------------------------------------
+
+std::vector<std::pair<uint16_t, uint32_t>> Reader::books() const {
+  std::vector<std::pair<uint16_t, uint32_t>> out;
+  for (uint32_t i = 0; i < seg_.header().max_books; ++i) {
+    const Book& b = seg_.book(i);
+    if (!b.used.load(std::memory_order_acquire)) break;  // slots are handed out in order
+    out.emplace_back(b.table, b.symbol);
+  }
+  return out;
+}
+
+const Book* Reader::find_book(uint16_t table, uint32_t symbol) const noexcept {
+  for (uint32_t i = 0; i < seg_.header().max_books; ++i) {
+    const Book& b = seg_.book(i);
+    if (!b.used.load(std::memory_order_acquire)) return nullptr;
+    if (b.table == table && b.symbol == symbol) return &b;
+  }
+  return nullptr;
+}
+
+bool Reader::copy_book(uint16_t table, uint32_t symbol, BookCopy& out) const {
+  const Book* b = find_book(table, symbol);
+  if (!b) return false;
+  const uint32_t slots = seg_.header().level_slots, cap = seg_.header().book_levels;
+  out.table = table;
+  out.symbol = symbol;
+  out.bids.reserve(cap);  // once: later copies do not allocate
+  out.asks.reserve(cap);
+  for (int tries = 0; tries < kMaxTries; ++tries) {
+    const uint64_t s = read_begin(b->seq);
+    if (s & 1) {
+      pause_briefly(tries);
+      continue;
+    }
+    bool sane = true;
+    for (int side = 0; side < 2; ++side) {
+      const uint32_t begin = b->begin[side].load(std::memory_order_acquire);
+      const uint32_t end = b->end[side].load(std::memory_order_acquire);
+      auto& v = side == 0 ? out.bids : out.asks;
+      if (begin > end || end > slots || end - begin > cap) {
+        sane = false;  // torn (or hostile): the seqlock check decides
+        v.clear();
+        continue;
+      }
+      v.resize(end - begin);
+      const Level* lv = seg_.levels(*b, side);
+      for (uint32_t i = 0; i < end - begin; ++i)
+        load_words(&v[i], &lv[end - 1 - i], sizeof(Level) / 8);  // best first
+    }
+    out.stamp = b->stamp.load(std::memory_order_acquire);
+    out.stale = b->stale.load(std::memory_order_acquire) != 0;
+    if (read_valid(b->seq, s)) {
+      if (sane) return true;
+      return false;  // a consistent but impossible book: not ours to trust
+    }
+    pause_briefly(tries);
+  }
+  return false;
+}
+
+bool Reader::top(uint16_t table, uint32_t symbol, Top& out) const noexcept {
+  const Book* b = find_book(table, symbol);
+  if (!b) return false;
+  const uint32_t slots = seg_.header().level_slots;
+  for (int tries = 0; tries < kMaxTries; ++tries) {
+    const uint64_t s = read_begin(b->seq);
+    if (s & 1) {
+      pause_briefly(tries);
+      continue;
+    }
+    Top t;
+    bool sane = true;
+    for (int side = 0; side < 2; ++side) {
+      const uint32_t begin = b->begin[side].load(std::memory_order_acquire);
+      const uint32_t end = b->end[side].load(std::memory_order_acquire);
+      if (begin > end || end > slots) {
+        sane = false;
+        continue;
+      }
+      if (end > begin) {
+        load_words(side == 0 ? &t.bid : &t.ask, &seg_.levels(*b, side)[end - 1], sizeof(Level) / 8);
+        (side == 0 ? t.has_bid : t.has_ask) = true;
+      }
+    }
+    t.stamp = b->stamp.load(std::memory_order_acquire);
+    t.updates = b->updates.load(std::memory_order_acquire);
+    t.last_recv_ns = b->last_recv_ns.load(std::memory_order_acquire);
+    t.stale = b->stale.load(std::memory_order_acquire) != 0;
+    if (read_valid(b->seq, s)) {
+      if (!sane) return false;
+      out = t;
+      return true;
+    }
+  }
+  return false;
+}
+
+bool Reader::trade_quote(uint32_t symbol, TradeQuoteBody& out) const noexcept {
+  if (symbol >= seg_.header().max_symbols) return false;
+  const TradeQuote& tq = seg_.trade_quote(symbol);
+  for (int tries = 0; tries < kMaxTries; ++tries) {
+    const uint64_t s = read_begin(tq.seq);
+    if (s & 1) continue;
+    TradeQuoteBody body;
+    load_words(&body, &tq.body, sizeof(TradeQuoteBody) / 8);
+    if (read_valid(tq.seq, s)) {
+      out = body;
+      return body.has_trade || body.has_quote;
+    }
+  }
+  return false;
+}
+
+// ---- rows
+// -----------------------------------------------------------------------------------------
+
+namespace {
+
+// Copies one row slot consistently. 0: empty slot, 1: live (header and text filled), 2: tombstone.
+int copy_row(const Segment& seg, const RowSlot& rs, RowHeader& h, std::string* text) {
+  const uint32_t cap = seg.header().row_bytes;
+  for (int tries = 0; tries < kMaxTries; ++tries) {
+    const uint64_t s = read_begin(rs.seq);
+    if (s & 1) continue;
+    load_words(&h, &rs.h, sizeof(RowHeader) / 8);
+    if (text && h.state == 1 && h.text_bytes <= cap) {
+      text->resize((h.text_bytes + 7) / 8 * 8);
+      load_words(text->data(), seg.row_text(const_cast<RowSlot&>(rs)), text->size() / 8);
+      text->resize(h.text_bytes);
+    }
+    if (read_valid(rs.seq, s)) {
+      if (h.state == 1 && (h.text_bytes > cap || h.key_bytes > kMaxKeyBytes)) return 2;  // corrupt
+      return static_cast<int>(std::min<uint32_t>(h.state, 2));
+    }
+  }
+  return 2;
+}
+
+}  // namespace
+
+bool Reader::find_row(uint16_t table, std::string_view key, std::string& json) const {
+  if (key.size() > kMaxKeyBytes) return false;
+  const uint64_t hash = row_hash(table, key.data(), key.size());
+  const uint32_t mask = seg_.header().row_slots - 1;
+  for (uint32_t n = 0, i = static_cast<uint32_t>(hash) & mask; n <= mask; ++n, i = (i + 1) & mask) {
+    RowHeader h;
+    const int state = copy_row(seg_, seg_.row_slot(i), h, nullptr);
+    if (state == 0) return false;
+    if (state == 1 && h.hash == hash && h.table == table && h.key_bytes == key.size() &&
+        std::memcmp(h.key, key.data(), key.size()) == 0) {
+      // Copy again with the text; the row may have changed in between, so check the key again.
+      if (copy_row(seg_, seg_.row_slot(i), h, &json) == 1 && h.table == table &&
+          h.key_bytes == key.size() && std::memcmp(h.key, key.data(), key.size()) == 0) {
+        return true;
+      }
+      return false;
+    }
+  }
+  return false;
+}
+
+std::vector<std::pair<std::string, std::string>> Reader::rows(uint16_t table) const {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::string text;
+  for (uint32_t i = 0; i < seg_.header().row_slots; ++i) {
+    RowHeader h;
+    if (copy_row(seg_, seg_.row_slot(i), h, &text) == 1 && h.table == table) {
+      out.emplace_back(std::string(h.key, h.key_bytes), text);
+    }
+  }
+  return out;
+}
+
+// ---- producer
+// -------------------------------------------------------------------------------------
+
+Liveness Reader::liveness(std::chrono::nanoseconds stale_after) const noexcept {
+  const Header& h = seg_.header();
+  if (h.epoch.load(std::memory_order_acquire) != epoch_) return Liveness::kRestarted;
+  if (static_cast<LinkState>(h.link_state.load(std::memory_order_acquire)) == LinkState::kStopped) {
+    return Liveness::kStopped;
+  }
+  if (h.producer_pid > 0 && ::kill(h.producer_pid, 0) != 0 && errno == ESRCH) {
+    return Liveness::kDead;
+  }
+  if (monotonic_ns() - h.heartbeat_ns.load(std::memory_order_relaxed) > stale_after.count()) {
+    return Liveness::kStale;
+  }
+  return Liveness::kLive;
+}
+
+}  // namespace bmx::shm

@@ -1,0 +1,85 @@
+// Word-wise copies to and from shared memory that other processes read or write concurrently.
+//
+// Seqlocked data is read while it may be changing; the seqlock tells the reader afterwards whether
+// what it copied is whole. For that to be defined behaviour (and visible to ThreadSanitizer, which
+// does not model fences) every such access is an atomic access of an aligned 8-byte word, and the
+// ordering a seqlock needs comes from the accesses themselves rather than from fences:
+//  - the producer's data stores are release stores, so none becomes visible before the store that
+//    marked the seqlock (or ring slot) busy;
+//  - the reader's data loads are acquire loads, so its closing re-read of the sequence cannot
+//    happen before them.
+// On x86-64 a release store and an acquire load are each one plain `mov`: this costs nothing over
+// memcpy for the sizes that matter here.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+namespace bmx::shm {
+
+// Stores `words` 8-byte words from `src` (private memory) into `dst` (shared). Both aligned to 8.
+inline void store_words(void* dst, const void* src, size_t words) noexcept {
+  auto* d = static_cast<uint64_t*>(dst);
+  const auto* s = static_cast<const unsigned char*>(src);
+  for (size_t i = 0; i < words; ++i) {
+    uint64_t w;
+    std::memcpy(&w, s + 8 * i, 8);
+    std::atomic_ref<uint64_t>(d[i]).store(w, std::memory_order_release);
+  }
+}
+
+// Loads `words` 8-byte words from `src` (shared, possibly read-only) into `dst` (private).
+inline void load_words(void* dst, const void* src, size_t words) noexcept {
+  auto* d = static_cast<unsigned char*>(dst);
+  // atomic_ref<const T> arrives in C++26; a relaxed load never writes, so a read-only mapping is
+  // fine.
+  auto* s = const_cast<uint64_t*>(static_cast<const uint64_t*>(src));
+  for (size_t i = 0; i < words; ++i) {
+    const uint64_t w = std::atomic_ref<uint64_t>(s[i]).load(std::memory_order_acquire);
+    std::memcpy(d + 8 * i, &w, 8);
+  }
+}
+
+// Moves `words` words inside shared memory, overlap allowed (memmove semantics).
+inline void move_words(void* dst, const void* src, size_t words) noexcept {
+  auto* d = static_cast<uint64_t*>(dst);
+  auto* s = const_cast<uint64_t*>(static_cast<const uint64_t*>(src));
+  if (d == s || words == 0) return;
+  if (d < s) {
+    for (size_t i = 0; i < words; ++i) {
+      std::atomic_ref<uint64_t>(d[i]).store(
+          std::atomic_ref<uint64_t>(s[i]).load(std::memory_order_relaxed),
+          std::memory_order_release);
+    }
+  } else {
+    for (size_t i = words; i-- > 0;) {
+      std::atomic_ref<uint64_t>(d[i]).store(
+          std::atomic_ref<uint64_t>(s[i]).load(std::memory_order_relaxed),
+          std::memory_order_release);
+    }
+  }
+}
+
+// Seqlock helpers. Writer: begin (odd), change with store_words/move_words, end (even). Reader:
+// s = read_begin (even, else retry), copy with load_words, read_valid(s).
+inline void write_begin(std::atomic<uint64_t>& seq) noexcept {
+  seq.store(seq.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+inline void write_end(std::atomic<uint64_t>& seq) noexcept {
+  seq.store(seq.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+}
+inline uint64_t read_begin(const std::atomic<uint64_t>& seq) noexcept {
+  return seq.load(std::memory_order_acquire);
+}
+inline bool read_valid(const std::atomic<uint64_t>& seq, uint64_t begun) noexcept {
+  return (begun & 1) == 0 && seq.load(std::memory_order_relaxed) == begun;
+}
+
+// Ring slots: after copying a slot whose sequence read `seq`, true when it still does.
+inline bool slot_unchanged(const std::atomic<uint64_t>& slot_seq, uint64_t seq) noexcept {
+  return slot_seq.load(std::memory_order_relaxed) == seq;
+}
+
+}  // namespace bmx::shm

@@ -1,0 +1,557 @@
+#include "shm/writer.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "shm/words.hpp"
+
+namespace bmx::shm {
+
+namespace {
+
+constexpr size_t kRecordWords = sizeof(RecordBody) / 8;
+constexpr size_t kTextBytes = kTextSlotBytes;
+constexpr size_t kLevelWords = sizeof(Level) / 8;
+
+double sign_of(Side side) noexcept {
+  return side == Side::kBuy ? 1.0 : -1.0;
+}
+
+uint64_t row_hash(uint16_t table, std::string_view key) noexcept {
+  return shm::row_hash(table, key.data(), key.size());
+}
+
+}  // namespace
+
+Writer::Writer(Segment& segment)
+    : seg_(segment),
+      h_(segment.header()),
+      next_seq_(h_.next_seq.load(std::memory_order_relaxed)),
+      ring_mask_(h_.ring_slots - 1),
+      level_slots_(h_.level_slots),
+      book_levels_(h_.book_levels) {
+  if (!segment.writable()) throw std::invalid_argument("shm::Writer needs a writable segment");
+  slots_.resize(h_.max_books);
+  touched_.reserve(h_.max_books);
+  by_table_.resize(h_.max_tables);
+  tq_.resize(h_.max_symbols);
+}
+
+// ---- directory and lifecycle
+// ----------------------------------------------------------------------
+
+namespace {
+
+bool name_entry(DirEntry& e, std::string_view name, uint32_t kind) noexcept {
+  if (name.size() >= kNameBytes) return false;
+  if (e.used.load(std::memory_order_relaxed)) return true;  // named once per epoch
+  std::memcpy(e.name, name.data(), name.size());
+  e.name[name.size()] = '\0';
+  e.kind = kind;
+  e.used.store(kDirNamed, std::memory_order_release);
+  return true;
+}
+
+void raise_count(std::atomic<uint32_t>& count, uint32_t at_least) noexcept {
+  if (count.load(std::memory_order_relaxed) < at_least) {
+    count.store(at_least, std::memory_order_release);
+  }
+}
+
+}  // namespace
+
+bool Writer::set_symbol(uint32_t id, std::string_view name) noexcept {
+  if (id >= h_.max_symbols || !name_entry(seg_.symbol_entry(id), name, 0)) {
+    seg_.stats().segment_full.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  raise_count(seg_.directory().symbols, id + 1);
+  return true;
+}
+
+bool Writer::set_table(uint32_t id, std::string_view name, TableKind kind) noexcept {
+  if (id >= h_.max_tables || !name_entry(seg_.table_entry(id), name, static_cast<uint32_t>(kind))) {
+    seg_.stats().segment_full.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  if (kind == TableKind::kBook && by_table_[id].empty()) {
+    try {
+      by_table_[id].assign(h_.max_symbols, 0);  // cold: a book table seen for the first time
+    } catch (...) {
+      return false;
+    }
+  }
+  raise_count(seg_.directory().tables, id + 1);
+  return true;
+}
+
+void Writer::set_ready() noexcept {
+  h_.ready.store(1, std::memory_order_release);
+}
+
+void Writer::set_link(LinkState s) noexcept {
+  h_.link_state.store(static_cast<uint32_t>(s), std::memory_order_release);
+  const bool own_frame = !in_frame_;
+  if (own_frame) begin_frame(realtime_ns());
+  RecordBody r{};
+  r.kind = static_cast<uint8_t>(RecordKind::kLink);
+  r.symbol = kNoSymbol;
+  r.size = static_cast<int64_t>(s);
+  emit(r);
+  if (own_frame) end_frame();
+}
+
+void Writer::heartbeat(int64_t now_monotonic_ns) noexcept {
+  h_.heartbeat_ns.store(now_monotonic_ns, std::memory_order_relaxed);
+}
+
+// ---- ring
+// -----------------------------------------------------------------------------------------
+
+void Writer::begin_frame(int64_t recv_ns) noexcept {
+  ++frame_no_;
+  in_frame_ = true;
+  recv_ns_ = recv_ns;
+  publish_ns_ = realtime_ns();
+}
+
+void Writer::emit(const RecordBody& r, std::string_view text, uint32_t book_slot) noexcept {
+  if (has_pending_) flush_pending(false);
+  pending_ = r;
+  pending_.recv_ns = recv_ns_;
+  pending_.publish_ns = publish_ns_;
+  pending_text_ = text;
+  pending_book_ = book_slot;
+  has_pending_ = true;
+}
+
+// Writes one slot: mark it busy, write the body word by word, then store its sequence (release).
+void Writer::write_slot(uint64_t seq, const void* body) noexcept {
+  Record& dst = seg_.slot(seq);
+  dst.seq.store(kBusy, std::memory_order_relaxed);  // the body's release stores follow it
+  store_words(&dst.body, body, kRecordWords);
+  dst.seq.store(seq, std::memory_order_release);
+}
+
+void Writer::flush_pending(bool last) noexcept {
+  has_pending_ = false;
+  if (last) pending_.flags |= kFlagLastInFrame;
+  const uint64_t seq = next_seq_;
+  // Text first, the record last: a reader that sees the record's sequence sees its text.
+  const std::string_view text = pending_text_;
+  const uint64_t text_slots = text.size() == 0 ? 0 : (text.size() + kTextBytes - 1) / kTextBytes;
+  for (uint64_t i = 0; i < text_slots; ++i) {
+    char chunk[kTextBytes] = {};
+    const size_t at = i * kTextBytes;
+    std::memcpy(chunk, text.data() + at, std::min(kTextBytes, text.size() - at));
+    write_slot(seq + 1 + i, chunk);
+  }
+  write_slot(seq, &pending_);
+  next_seq_ = seq + 1 + text_slots;
+  ++frame_records_;
+  if (pending_book_ != kNoSlot) slots_[pending_book_].last_seq = seq;
+}
+
+void Writer::end_frame() noexcept {
+  if (has_pending_) flush_pending(true);
+  for (const uint32_t i : touched_) {
+    Book& b = *slots_[i].book;
+    b.stamp.store(slots_[i].last_seq, std::memory_order_release);
+    b.last_recv_ns.store(recv_ns_, std::memory_order_release);
+    write_end(b.seq);
+  }
+  touched_.clear();
+  Stats& st = seg_.stats();
+  st.frames.store(st.frames.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  st.records.store(st.records.load(std::memory_order_relaxed) + frame_records_,
+                   std::memory_order_relaxed);
+  frame_records_ = 0;
+  h_.next_seq.store(next_seq_, std::memory_order_release);
+  if (recv_ns_ > 0) {
+    st.last_recv_to_publish_ns.store(realtime_ns() - recv_ns_, std::memory_order_relaxed);
+  }
+  in_frame_ = false;
+}
+
+// ---- books
+// ----------------------------------------------------------------------------------------
+
+Book* Writer::book(uint16_t table, uint32_t symbol) noexcept {
+  if (table >= by_table_.size() || by_table_[table].empty() || symbol >= h_.max_symbols) {
+    return nullptr;
+  }
+  uint32_t& idx = by_table_[table][symbol];
+  if (idx) return slots_[idx - 1].book;
+  if (books_used_ == h_.max_books) {
+    seg_.stats().segment_full.fetch_add(1, std::memory_order_relaxed);
+    return nullptr;
+  }
+  Book& b = seg_.book(books_used_);
+  b.table = table;
+  b.symbol = symbol;
+  for (int s = 0; s < 2; ++s) {
+    b.begin[s].store(level_slots_ / 2, std::memory_order_release);
+    b.end[s].store(level_slots_ / 2, std::memory_order_release);
+  }
+  b.stale.store(1, std::memory_order_release);  // nothing to trust before its partial
+  b.used.store(1, std::memory_order_release);
+  slots_[books_used_].book = &b;
+  idx = ++books_used_;
+  return &b;
+}
+
+Writer::BookState& Writer::state_of(const Book& b) noexcept {
+  const auto off = reinterpret_cast<const char*>(&b) - reinterpret_cast<const char*>(&seg_.book(0));
+  return slots_[static_cast<size_t>(off) / h_.book_bytes];
+}
+
+uint32_t Writer::slot_of(const Book& b) noexcept {
+  return static_cast<uint32_t>(&state_of(b) - slots_.data());
+}
+
+void Writer::touch(Book& b) noexcept {
+  BookState& st = state_of(b);
+  if (st.frame == frame_no_) return;
+  st.frame = frame_no_;
+  write_begin(b.seq);
+  touched_.push_back(static_cast<uint32_t>(&st - slots_.data()));  // reserved: no allocation
+}
+
+RecordBody Writer::level_record(const Book& b, RecordKind kind, Side side, double price,
+                                int64_t size, uint64_t id, int64_t exchange_ns) const noexcept {
+  RecordBody r{};
+  r.kind = static_cast<uint8_t>(kind);
+  r.flags = side == Side::kSell ? kFlagSell : 0;
+  r.table = b.table;
+  r.symbol = b.symbol;
+  r.exchange_ns = exchange_ns;
+  r.price = price;
+  r.size = size;
+  r.id = id;
+  return r;
+}
+
+void Writer::book_clear(Book& b) noexcept {
+  touch(b);
+  for (int s = 0; s < 2; ++s) {
+    b.begin[s].store(level_slots_ / 2, std::memory_order_release);
+    b.end[s].store(level_slots_ / 2, std::memory_order_release);
+  }
+  if (b.stale.load(std::memory_order_relaxed)) {
+    b.stale.store(0, std::memory_order_release);
+    auto& g = seg_.stats().stale_books;
+    const uint64_t n = g.load(std::memory_order_relaxed);
+    if (n) g.store(n - 1, std::memory_order_relaxed);
+  }
+  b.updates.store(b.updates.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  emit(level_record(b, RecordKind::kBookClear, Side::kBuy, 0, 0, 0, 0), {}, slot_of(b));
+}
+
+// Index of the level (price, id) in the side's buffer, or SIZE_MAX. Levels are sorted by
+// price * sign ascending (best at the back); prices are exact doubles.
+size_t Writer::find_level(const Book& b, Side side, double price, uint64_t id) const noexcept {
+  const Level* lv = seg_.levels(b, index(side));
+  const double sg = sign_of(side), x = price * sg;
+  size_t lo = b.begin[index(side)].load(std::memory_order_relaxed);
+  const size_t end = b.end[index(side)].load(std::memory_order_relaxed);
+  size_t len = end - lo;
+  while (len > 0) {  // lower bound of x
+    const size_t half = len / 2;
+    if (lv[lo + half].price * sg < x) {
+      lo += half + 1;
+      len -= half + 1;
+    } else {
+      len = half;
+    }
+  }
+  for (size_t i = lo; i < end && lv[i].price == price; ++i) {
+    if (lv[i].id == id) return i;
+  }
+  return SIZE_MAX;
+}
+
+bool Writer::book_insert(Book& b, Side side, double price, int64_t size, uint64_t id,
+                         int64_t exchange_ns) noexcept {
+  touch(b);
+  if (!place(b, side, price, size, id)) {
+    book_stale(b);  // deeper than the segment was sized for (--book-levels)
+    seg_.stats().segment_full.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  b.updates.store(b.updates.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  emit(level_record(b, RecordKind::kBookInsert, side, price, size, id, exchange_ns), {},
+       slot_of(b));
+  return true;
+}
+
+// Puts a level into the segment's copy of a side, keeping it sorted (best at the back) by moving
+// the shorter part. False when the side already holds book_levels levels.
+bool Writer::place(Book& b, Side side, double price, int64_t size, uint64_t id) noexcept {
+  const int s = index(side);
+  Level* lv = seg_.levels(b, s);
+  uint32_t begin = b.begin[s].load(std::memory_order_relaxed);
+  uint32_t end = b.end[s].load(std::memory_order_relaxed);
+  if (end - begin >= book_levels_) return false;
+  // Upper bound: after every level not better than the new one.
+  const double sg = sign_of(side), x = price * sg;
+  size_t pos = begin, len = end - begin;
+  while (len > 0) {
+    const size_t half = len / 2;
+    if (lv[pos + half].price * sg <= x) {
+      pos += half + 1;
+      len -= half + 1;
+    } else {
+      len = half;
+    }
+  }
+  const bool front = pos - begin < end - pos;
+  if ((front && begin == 0) || (!front && end == level_slots_)) {
+    // Recentre: the side ran out of room at one end (moves every level once, no allocation).
+    const uint32_t n = end - begin, at = (level_slots_ - n) / 2;
+    move_words(lv + at, lv + begin, size_t{n} * kLevelWords);
+    pos = pos - begin + at;
+    begin = at;
+    end = at + n;
+  }
+  if (front) {
+    move_words(lv + begin - 1, lv + begin, (pos - begin) * kLevelWords);
+    --begin;
+    --pos;
+  } else {
+    move_words(lv + pos + 1, lv + pos, (end - pos) * kLevelWords);
+    ++end;
+  }
+  const Level l{price, size, id};
+  store_words(lv + pos, &l, kLevelWords);
+  b.begin[s].store(begin, std::memory_order_release);
+  b.end[s].store(end, std::memory_order_release);
+  return true;
+}
+
+bool Writer::book_update(Book& b, Side side, double old_price, double price, int64_t size,
+                         uint64_t id, int64_t exchange_ns) noexcept {
+  touch(b);
+  const int s = index(side);
+  const size_t i = find_level(b, side, old_price, id);
+  if (i == SIZE_MAX) {
+    book_stale(b);  // the segment's copy lost track: cannot happen unless fed inconsistently
+    return false;
+  }
+  Level* lv = seg_.levels(b, s);
+  if (price == old_price) {
+    std::atomic_ref<int64_t>(lv[i].size).store(size, std::memory_order_release);
+    b.updates.store(b.updates.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+    emit(level_record(b, RecordKind::kBookUpdate, side, price, size, id, exchange_ns), {},
+         slot_of(b));
+    return true;
+  }
+  // The level moved: take it out, put it back at its new price. One record says both; `size`
+  // of a moved level's record is its new size, `price` its new price, kFlagHasPrice set.
+  erase_level(b, s, i);
+  if (!place(b, side, price, size, id)) {
+    book_stale(b);
+    return false;
+  }
+  b.updates.store(b.updates.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  RecordBody r = level_record(b, RecordKind::kBookUpdate, side, price, size, id, exchange_ns);
+  r.flags |= kFlagHasPrice;
+  emit(r, {}, slot_of(b));
+  return true;
+}
+
+bool Writer::book_delete(Book& b, Side side, double price, uint64_t id,
+                         int64_t exchange_ns) noexcept {
+  touch(b);
+  const size_t i = find_level(b, side, price, id);
+  if (i == SIZE_MAX) {
+    book_stale(b);
+    return false;
+  }
+  erase_level(b, index(side), i);
+  b.updates.store(b.updates.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  emit(level_record(b, RecordKind::kBookDelete, side, price, 0, id, exchange_ns), {}, slot_of(b));
+  return true;
+}
+
+void Writer::erase_level(Book& b, int s, size_t i) noexcept {
+  Level* lv = seg_.levels(b, s);
+  uint32_t begin = b.begin[s].load(std::memory_order_relaxed);
+  uint32_t end = b.end[s].load(std::memory_order_relaxed);
+  if (i - begin < end - 1 - i) {
+    move_words(lv + begin + 1, lv + begin, (i - begin) * kLevelWords);
+    ++begin;
+  } else {
+    move_words(lv + i, lv + i + 1, (end - 1 - i) * kLevelWords);
+    --end;
+  }
+  b.begin[s].store(begin, std::memory_order_release);
+  b.end[s].store(end, std::memory_order_release);
+}
+
+void Writer::book_stale(Book& b) noexcept {
+  touch(b);
+  if (!b.stale.load(std::memory_order_relaxed)) {
+    b.stale.store(1, std::memory_order_release);
+    auto& g = seg_.stats().stale_books;
+    g.store(g.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+  auto& m = seg_.stats().stale_marks;
+  m.store(m.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  emit(level_record(b, RecordKind::kStale, Side::kBuy, 0, 0, 0, 0), {}, slot_of(b));
+}
+
+void Writer::stale_all_books() noexcept {
+  const bool own_frame = !in_frame_;
+  if (own_frame) begin_frame(realtime_ns());
+  for (uint32_t i = 0; i < books_used_; ++i) {
+    if (!slots_[i].book->stale.load(std::memory_order_relaxed)) book_stale(*slots_[i].book);
+  }
+  if (own_frame) end_frame();
+}
+
+// ---- generic tables
+// -------------------------------------------------------------------------------
+
+void Writer::row(uint16_t table, uint32_t symbol, Action action, std::string_view json,
+                 int64_t exchange_ns) noexcept {
+  const size_t slots = (json.size() + kTextBytes - 1) / kTextBytes;
+  if (slots > (ring_mask_ + 1) / 4) {
+    seg_.stats().segment_full.fetch_add(1, std::memory_order_relaxed);
+    return;  // a row larger than a quarter of the ring: the ring is far too small
+  }
+  RecordBody r{};
+  r.kind = static_cast<uint8_t>(RecordKind::kRow);
+  r.flags = static_cast<uint8_t>(static_cast<unsigned>(action) << kRowActionShift);
+  r.table = table;
+  r.symbol = symbol;
+  r.size = static_cast<int64_t>(json.size());
+  r.exchange_ns = exchange_ns;
+  emit(r, json);
+}
+
+void Writer::table_clear(uint16_t table, uint32_t symbol) noexcept {
+  if (table < h_.max_tables) {
+    DirEntry& e = seg_.table_entry(table);
+    e.used.store(e.used.load(std::memory_order_relaxed) | kDirPartial, std::memory_order_release);
+  }
+  RecordBody r{};
+  r.kind = static_cast<uint8_t>(RecordKind::kTableClear);
+  r.table = table;
+  r.symbol = symbol;
+  emit(r);
+  // Cold (partials): tombstone every row the partial covers.
+  for (uint32_t i = 0; i < h_.row_slots; ++i) {
+    RowSlot& rs = seg_.row_slot(i);
+    if (rs.h.state == 1 && rs.h.table == table && (symbol == kNoSymbol || rs.h.symbol == symbol)) {
+      RowHeader h = rs.h;  // the producer reads what only it writes
+      h.state = 2;
+      row_state(rs, h);
+    }
+  }
+}
+
+uint32_t Writer::row_find(uint16_t table, std::string_view key, uint64_t hash,
+                          bool for_insert) noexcept {
+  const uint32_t mask = h_.row_slots - 1;
+  uint32_t tomb = UINT32_MAX;
+  for (uint32_t n = 0, i = static_cast<uint32_t>(hash) & mask; n <= mask; ++n, i = (i + 1) & mask) {
+    const RowSlot& rs = seg_.row_slot(i);
+    if (rs.h.state == 0) return for_insert ? (tomb != UINT32_MAX ? tomb : i) : UINT32_MAX;
+    if (rs.h.state == 2) {
+      if (tomb == UINT32_MAX) tomb = i;
+      continue;
+    }
+    if (rs.h.hash == hash && rs.h.table == table && rs.h.key_bytes == key.size() &&
+        std::memcmp(rs.h.key, key.data(), key.size()) == 0) {
+      return i;
+    }
+  }
+  return for_insert ? tomb : UINT32_MAX;
+}
+
+bool Writer::row_put(uint16_t table, std::string_view key, uint32_t symbol,
+                     std::string_view json) noexcept {
+  const uint64_t hash = row_hash(table, key);
+  const uint32_t i = key.size() <= kMaxKeyBytes && json.size() <= h_.row_bytes
+                         ? row_find(table, key, hash, true)
+                         : UINT32_MAX;
+  if (i == UINT32_MAX) {
+    seg_.stats().segment_full.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  RowSlot& rs = seg_.row_slot(i);
+  RowHeader h{};
+  h.state = 1;
+  h.table = table;
+  h.key_bytes = static_cast<uint16_t>(key.size());
+  h.symbol = symbol;
+  h.text_bytes = static_cast<uint32_t>(json.size());
+  h.hash = hash;
+  std::memcpy(h.key, key.data(), key.size());
+  write_begin(rs.seq);
+  store_words(&rs.h, &h, sizeof(RowHeader) / 8);
+  char* text = seg_.row_text(rs);
+  const size_t whole = json.size() / 8;
+  store_words(text, json.data(), whole);
+  if (json.size() % 8) {
+    char tail[8] = {};
+    std::memcpy(tail, json.data() + whole * 8, json.size() % 8);
+    store_words(text + whole * 8, tail, 1);
+  }
+  write_end(rs.seq);
+  return true;
+}
+
+void Writer::row_erase(uint16_t table, std::string_view key) noexcept {
+  if (key.size() > kMaxKeyBytes) return;
+  const uint32_t i = row_find(table, key, row_hash(table, key), false);
+  if (i == UINT32_MAX) return;
+  RowSlot& rs = seg_.row_slot(i);
+  RowHeader h = rs.h;
+  h.state = 2;
+  row_state(rs, h);
+}
+
+void Writer::row_state(RowSlot& rs, const RowHeader& h) noexcept {
+  write_begin(rs.seq);
+  store_words(&rs.h, &h, sizeof(RowHeader) / 8);
+  write_end(rs.seq);
+}
+
+// ---- trades and quotes
+// ----------------------------------------------------------------------------
+
+void Writer::publish_tq(uint32_t symbol) noexcept {
+  TradeQuote& dst = seg_.trade_quote(symbol);
+  write_begin(dst.seq);
+  store_words(&dst.body, &tq_[symbol], sizeof(TradeQuoteBody) / 8);
+  write_end(dst.seq);
+}
+
+void Writer::trade(uint32_t symbol, int64_t ts_ns, double price, int64_t size, Side side) noexcept {
+  if (symbol >= h_.max_symbols) return;
+  TradeQuoteBody& t = tq_[symbol];
+  t.has_trade = 1;
+  t.trade_ns = ts_ns;
+  t.trade_price = price;
+  t.trade_size = size;
+  t.trade_side = static_cast<uint32_t>(side);
+  publish_tq(symbol);
+}
+
+void Writer::quote(uint32_t symbol, int64_t ts_ns, bool has_bid, double bid_price, int64_t bid_size,
+                   bool has_ask, double ask_price, int64_t ask_size) noexcept {
+  if (symbol >= h_.max_symbols) return;
+  TradeQuoteBody& t = tq_[symbol];
+  t.has_quote = 1;
+  t.quote_ns = ts_ns;
+  t.has_bid = has_bid;
+  t.has_ask = has_ask;
+  t.bid_price = has_bid ? bid_price : 0;
+  t.bid_size = has_bid ? bid_size : 0;
+  t.ask_price = has_ask ? ask_price : 0;
+  t.ask_size = has_ask ? ask_size : 0;
+  publish_tq(symbol);
+}
+
+}  // namespace bmx::shm

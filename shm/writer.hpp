@@ -1,0 +1,136 @@
+// The producer's side of a segment: the one thread that publishes records, books, rows, trades and
+// quotes. Never waits for a reader: readers keep their own cursors, and a slow one is overrun and
+// told so.
+//
+// Frame protocol (hot path, network thread):
+//   begin_frame(recv_ns)
+//     book_*()/row()/trade()/quote() as the frame's rows are applied
+//   end_frame()      the frame's last record gets kFlagLastInFrame, books touched by the frame
+//                    close their seqlock stamped with their last record, next_seq is published
+// Each record is held back one step (the "pending" record) so that the last one of a frame can be
+// flagged before readers see it. Nothing between begin_frame and end_frame allocates, locks,
+// throws or makes a system call.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "shm/layout.hpp"
+#include "shm/segment.hpp"
+#include "shm/types.hpp"
+
+namespace bmx::shm {
+
+class Writer {
+ public:
+  // `segment` must be writable and outlive the Writer. Cold path.
+  explicit Writer(Segment& segment);
+
+  // ---- directory and lifecycle (cold) -----------------------------------------------------------
+  // Names dense id `id`. Returns false (and counts segment_full) when the id does not fit.
+  bool set_symbol(uint32_t id, std::string_view name) noexcept;
+  bool set_table(uint32_t id, std::string_view name, TableKind kind) noexcept;
+  void set_ready() noexcept;  // everything is described: readers may attach
+  void set_link(LinkState s) noexcept;
+  void heartbeat(int64_t monotonic_ns) noexcept;
+  [[nodiscard]] Stats& stats() noexcept { return seg_.stats(); }
+
+  // ---- frames
+  // -------------------------------------------------------------------------------------
+  void begin_frame(int64_t recv_ns) noexcept;
+  void end_frame() noexcept;
+
+  // ---- books
+  // -------------------------------------------------------------------------------------- The book
+  // slot of (table, symbol), created on first use; nullptr when every slot is taken (counted in
+  // stats().segment_full).
+  Book* book(uint16_t table, uint32_t symbol) noexcept;
+  // A partial resets the book: clears it, un-stales it, publishes kBookClear.
+  void book_clear(Book& b) noexcept;
+  // One level change, applied to the segment's copy of the book and published as a record.
+  // `price` is the level's price (for a delete: the price it had). Returns false when the
+  // segment's book has no room for the level (the book is then marked stale: its depth is larger
+  // than --book-levels).
+  bool book_insert(Book& b, Side side, double price, int64_t size, uint64_t id,
+                   int64_t exchange_ns = 0) noexcept;
+  bool book_update(Book& b, Side side, double old_price, double price, int64_t size, uint64_t id,
+                   int64_t exchange_ns = 0) noexcept;
+  bool book_delete(Book& b, Side side, double price, uint64_t id, int64_t exchange_ns = 0) noexcept;
+  // The book cannot be trusted until its next partial (unknown level, crossed, lost frame).
+  void book_stale(Book& b) noexcept;
+  void stale_all_books() noexcept;  // the link dropped: nothing is current any more
+
+  // ---- generic tables
+  // ---------------------------------------------------------------------------- A row as received
+  // (its JSON text from the frame), published to the ring.
+  void row(uint16_t table, uint32_t symbol, Action action, std::string_view json,
+           int64_t exchange_ns = 0) noexcept;
+  // A table's partial: its rows for `symbol` (kNoSymbol: every row) are about to be replaced.
+  void table_clear(uint16_t table, uint32_t symbol) noexcept;
+  // Current state of a keyed row: its whole JSON text after merges. False when the row does not fit
+  // (key or text too long, region full): counted in stats().segment_full.
+  bool row_put(uint16_t table, std::string_view key, uint32_t symbol,
+               std::string_view json) noexcept;
+  void row_erase(uint16_t table, std::string_view key) noexcept;
+
+  // ---- trades and quotes
+  // -------------------------------------------------------------------------
+  void trade(uint32_t symbol, int64_t ts_ns, double price, int64_t size, Side side) noexcept;
+  void quote(uint32_t symbol, int64_t ts_ns, bool has_bid, double bid_price, int64_t bid_size,
+             bool has_ask, double ask_price, int64_t ask_size) noexcept;
+
+  [[nodiscard]] uint64_t next_seq() const noexcept { return next_seq_; }
+  [[nodiscard]] Segment& segment() noexcept { return seg_; }
+
+ private:
+  static constexpr uint32_t kNoSlot = UINT32_MAX;
+  // Producer-private bookkeeping per book slot.
+  struct BookState {
+    Book* book = nullptr;
+    uint64_t frame = 0;     // frame that last opened its seqlock
+    uint64_t last_seq = 0;  // its last record
+  };
+
+  void emit(const RecordBody& r, std::string_view text = {}, uint32_t book_slot = kNoSlot) noexcept;
+  void flush_pending(bool last) noexcept;
+  void write_slot(uint64_t seq, const void* body) noexcept;
+  void touch(Book& b) noexcept;
+  [[nodiscard]] BookState& state_of(const Book& b) noexcept;
+  [[nodiscard]] uint32_t slot_of(const Book& b) noexcept;
+  [[nodiscard]] RecordBody level_record(const Book& b, RecordKind kind, Side side, double price,
+                                        int64_t size, uint64_t id,
+                                        int64_t exchange_ns) const noexcept;
+  [[nodiscard]] size_t find_level(const Book& b, Side side, double price,
+                                  uint64_t id) const noexcept;
+  bool place(Book& b, Side side, double price, int64_t size, uint64_t id) noexcept;
+  void erase_level(Book& b, int side, size_t i) noexcept;
+  uint32_t row_find(uint16_t table, std::string_view key, uint64_t hash, bool for_insert) noexcept;
+  void row_state(RowSlot& rs, const RowHeader& h) noexcept;
+  void publish_tq(uint32_t symbol) noexcept;
+
+  Segment& seg_;
+  Header& h_;
+  uint64_t next_seq_ = 1;
+  uint32_t ring_mask_ = 0;
+  uint32_t level_slots_ = 0;
+  uint32_t book_levels_ = 0;
+  bool in_frame_ = false;
+  int64_t recv_ns_ = 0;
+  int64_t publish_ns_ = 0;
+  uint64_t frame_records_ = 0;
+  uint64_t frame_no_ = 0;
+  // The record held back so that the frame's last one can be flagged.
+  RecordBody pending_{};
+  std::string_view pending_text_;
+  uint32_t pending_book_ = kNoSlot;
+  bool has_pending_ = false;
+  std::vector<BookState> slots_;                 // by book slot index
+  std::vector<uint32_t> touched_;                // slots whose seqlock this frame opened
+  std::vector<std::vector<uint32_t>> by_table_;  // [table][symbol] -> slot + 1 (book tables)
+  uint32_t books_used_ = 0;
+  std::vector<TradeQuoteBody> tq_;  // private copies, published whole
+};
+
+}  // namespace bmx::shm

@@ -1,0 +1,443 @@
+// The segment, the ring, the seqlocked state regions and the reader API, in one process: a Writer
+// on a freshly created segment and Readers attached to it by name (read-only mappings of the same
+// POSIX object). Expected values are written out by hand; nothing is derived from the code under
+// test. Cross-process behaviour is in shm_process_test.cpp.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "shm/reader.hpp"
+#include "shm/writer.hpp"
+
+namespace bmx::shm {
+namespace {
+
+std::string unique_name(const char* what) {
+  static int n = 0;
+  return "/bmx-test-" + std::to_string(::getpid()) + "-" + what + "-" + std::to_string(n++);
+}
+
+SegmentConfig small_config() {
+  SegmentConfig c;
+  c.ring_slots = 1024;
+  c.max_symbols = 16;
+  c.max_tables = 8;
+  c.max_books = 4;
+  c.book_levels = 64;
+  c.row_slots = 64;
+  c.row_bytes = 256;
+  return c;
+}
+
+// A segment removed when the test ends.
+struct Fixture {
+  explicit Fixture(const char* what, SegmentConfig c = small_config())
+      : name(unique_name(what)), seg(Segment::create(name, c)), w(seg) {
+    w.set_symbol(0, "XBTUSD");
+    w.set_symbol(1, "ETHUSD");
+    w.set_table(0, "orderBookL2", TableKind::kBook);
+    w.set_table(1, "instrument", TableKind::kGeneric);
+    w.set_ready();
+  }
+  ~Fixture() { Segment::remove(name); }
+  std::string name;
+  Segment seg;
+  Writer w;
+};
+
+std::vector<Delta> drain(Reader& r, PollResult* last = nullptr) {
+  std::vector<Delta> out;
+  std::vector<std::string> texts;
+  PollResult p = r.poll([&](const Delta& d) {
+    out.push_back(d);
+    texts.emplace_back(d.text);
+  });
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (!texts[i].empty()) out[i].text = {};  // the view dies with the callback
+  }
+  if (last) *last = p;
+  return out;
+}
+
+TEST(ShmSegment, CreatedWithMode0600AndReadersMapReadOnly) {
+  Fixture f("mode");
+  struct stat st {};
+  ASSERT_EQ(::stat(("/dev/shm" + f.name).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  Reader r = Reader::attach(f.name);
+  EXPECT_FALSE(r.segment().writable());
+  EXPECT_EQ(r.symbol_name(0), "XBTUSD");
+  EXPECT_EQ(r.table_name(0), "orderBookL2");
+  EXPECT_EQ(r.table_kind(0), TableKind::kBook);
+  EXPECT_EQ(r.symbol_id("ETHUSD"), 1u);
+  EXPECT_FALSE(r.symbol_id("DOGEUSD").has_value());
+  EXPECT_EQ(r.liveness(), Liveness::kLive);
+}
+
+TEST(ShmSegmentDeathTest, AReaderWritingToItsMappingFaults) {
+  Fixture f("readonly");
+  Reader r = Reader::attach(f.name);
+  auto& h = const_cast<Header&>(r.header());  // what a buggy strategy might do
+  EXPECT_EXIT(h.next_seq.store(12345), ::testing::KilledBySignal(SIGSEGV), "");
+  EXPECT_NE(f.seg.header().next_seq.load(), 12345u);
+}
+
+TEST(ShmSegment, GroupModeOnRequest) {
+  const std::string name = unique_name("mode640");
+  {
+    Segment s = Segment::create(name, small_config(), 0640);
+    struct stat st {};
+    ASSERT_EQ(::stat(("/dev/shm" + name).c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0640u);
+  }
+  Segment::remove(name);
+}
+
+TEST(ShmSegment, MissingSegmentIsOneClearSentence) {
+  try {
+    (void)Reader::attach("/bmx-test-no-such-segment", std::chrono::milliseconds(20));
+    FAIL() << "attached to nothing";
+  } catch (const AttachError& e) {
+    EXPECT_EQ(e.why(), AttachError::Why::kMissing);
+    EXPECT_NE(std::string(e.what()).find("no shared-memory segment named"), std::string::npos);
+  }
+}
+
+TEST(ShmSegment, OtherLayoutVersionIsRefused) {
+  Fixture f("version");
+  f.seg.header().layout_version = 99;  // as a producer of another version would have written
+  try {
+    (void)Reader::attach(f.name, std::chrono::milliseconds(20));
+    FAIL() << "attached to another layout";
+  } catch (const AttachError& e) {
+    EXPECT_EQ(e.why(), AttachError::Why::kLayout);
+    EXPECT_NE(std::string(e.what()).find("layout version 99"), std::string::npos);
+  }
+}
+
+TEST(ShmSegment, InconsistentHeaderIsRefused) {
+  Fixture f("corrupt");
+  f.seg.header().ring_offset += 64;  // a header that lies about where the ring is
+  EXPECT_THROW((void)Reader::attach(f.name, std::chrono::milliseconds(20)), AttachError);
+}
+
+TEST(ShmSegment, NotReadyTimesOut) {
+  const std::string name = unique_name("notready");
+  Segment s = Segment::create(name, small_config());  // no Writer: never ready
+  try {
+    (void)Reader::attach(name, std::chrono::milliseconds(20));
+    FAIL();
+  } catch (const AttachError& e) {
+    EXPECT_EQ(e.why(), AttachError::Why::kNotReady);
+  }
+  Segment::remove(name);
+}
+
+TEST(ShmRing, RecordsArriveInOrderAndTheLastOfEachFrameIsFlagged) {
+  Fixture f("order");
+  Reader r = Reader::attach(f.name);
+  Book* b = f.w.book(0, 0);
+  ASSERT_NE(b, nullptr);
+  f.w.begin_frame(1000);
+  f.w.book_clear(*b);
+  f.w.book_insert(*b, Side::kBuy, 100.5, 10, 7);
+  f.w.book_insert(*b, Side::kSell, 101.0, 20, 8);
+  f.w.end_frame();
+  f.w.begin_frame(2000);
+  f.w.book_update(*b, Side::kBuy, 100.5, 100.5, 15, 7);
+  f.w.end_frame();
+
+  const auto d = drain(r);
+  ASSERT_EQ(d.size(), 4u);
+  EXPECT_EQ(d[0].kind(), RecordKind::kBookClear);
+  EXPECT_EQ(d[1].kind(), RecordKind::kBookInsert);
+  EXPECT_EQ(d[1].side(), Side::kBuy);
+  EXPECT_EQ(d[1].body.price, 100.5);
+  EXPECT_EQ(d[1].body.size, 10);
+  EXPECT_EQ(d[1].body.id, 7u);
+  EXPECT_EQ(d[2].side(), Side::kSell);
+  EXPECT_EQ(d[3].kind(), RecordKind::kBookUpdate);
+  EXPECT_EQ(d[3].body.size, 15);
+  EXPECT_EQ(d[3].body.recv_ns, 2000);
+  EXPECT_FALSE(d[0].last_in_frame());
+  EXPECT_FALSE(d[1].last_in_frame());
+  EXPECT_TRUE(d[2].last_in_frame());
+  EXPECT_TRUE(d[3].last_in_frame());
+  for (size_t i = 1; i < d.size(); ++i)
+    EXPECT_EQ(d[i].seq, d[i - 1].seq + 1);
+  EXPECT_EQ(r.head(), d.back().seq + 1);
+}
+
+TEST(ShmRing, RowTextSpansSlotsAndWrapsAround) {
+  Fixture f("text");
+  Reader r = Reader::attach(f.name);
+  // 1024 slots; rows of 300 bytes take 1 + 6 slots. Write ~3 rings' worth, reading as we go.
+  std::string json = "{\"symbol\":\"XBTUSD\",\"note\":\"";
+  json.append(300 - json.size() - 2, 'x');
+  json += "\"}";
+  ASSERT_EQ(json.size(), 300u);
+  uint64_t rows = 0;
+  for (int i = 0; i < 450; ++i) {
+    json[30] = static_cast<char>('a' + i % 26);
+    f.w.begin_frame(i);
+    f.w.row(1, 0, Action::kUpdate, json);
+    f.w.end_frame();
+    r.poll([&](const Delta& d) {
+      ASSERT_EQ(d.kind(), RecordKind::kRow);
+      EXPECT_EQ(d.row_action(), Action::kUpdate);
+      EXPECT_EQ(d.text.size(), 300u);
+      EXPECT_EQ(d.text[30], static_cast<char>('a' + rows % 26));
+      EXPECT_EQ(d.text.substr(0, 11), "{\"symbol\":\"");
+      EXPECT_EQ(d.text.back(), '}');
+      ++rows;
+    });
+  }
+  EXPECT_EQ(rows, 450u);
+  EXPECT_GT(f.w.next_seq(), 3u * 1024u);  // the ring wrapped three times
+}
+
+TEST(ShmRing, LappedReaderIsToldHowManyItLost) {
+  Fixture f("lap");
+  Reader r = Reader::attach(f.name);
+  const uint64_t start = r.cursor();
+  Book* b = f.w.book(0, 0);
+  f.w.begin_frame(1);
+  f.w.book_clear(*b);
+  f.w.end_frame();
+  for (int i = 0; i < 1500; ++i) {  // 1500 frames of one record each, ring of 1024
+    f.w.begin_frame(i);
+    f.w.book_insert(*b, Side::kBuy, 1.0 + i, 1, static_cast<uint64_t>(i + 1));
+    f.w.book_delete(*b, Side::kBuy, 1.0 + i, static_cast<uint64_t>(i + 1));
+    f.w.end_frame();
+  }
+  PollResult p;
+  const auto d = drain(r, &p);
+  EXPECT_TRUE(p.lapped);
+  EXPECT_TRUE(d.empty());
+  EXPECT_EQ(p.lost, 1 + 1500u * 2 - 0);  // everything since it attached
+  EXPECT_EQ(r.cursor(), start + p.lost);
+  EXPECT_EQ(r.cursor(), r.head());
+  // After the lap, new records flow again.
+  f.w.begin_frame(9);
+  f.w.book_insert(*b, Side::kBuy, 5.0, 1, 99);
+  f.w.end_frame();
+  const auto after = drain(r, &p);
+  EXPECT_FALSE(p.lapped);
+  ASSERT_EQ(after.size(), 1u);
+  EXPECT_EQ(after[0].body.id, 99u);
+}
+
+TEST(ShmRing, HalfWrittenRecordIsNotDelivered) {
+  Fixture f("half");
+  Reader r = Reader::attach(f.name);
+  const uint64_t s = r.cursor();
+  // A producer stopped between marking the slot busy and storing its sequence.
+  f.seg.slot(s).seq.store(kBusy);
+  PollResult p;
+  EXPECT_TRUE(drain(r, &p).empty());
+  EXPECT_FALSE(p.lapped);
+  EXPECT_EQ(r.cursor(), s);
+  // A slot that holds a newer sequence than expected: the reader was overrun.
+  f.seg.slot(s).seq.store(s + 1024);
+  f.seg.header().next_seq.store(s + 1025);
+  drain(r, &p);
+  EXPECT_TRUE(p.lapped);
+  EXPECT_EQ(p.lost, 1025u);
+}
+
+TEST(ShmBook, SegmentBookFollowsEveryOperationBestFirst) {
+  Fixture f("book");
+  Reader r = Reader::attach(f.name);
+  Book* b = f.w.book(0, 0);
+  f.w.begin_frame(1);
+  f.w.book_clear(*b);
+  // A partial in BitMEX order: price descending (asks worst first, then bids best first).
+  f.w.book_insert(*b, Side::kSell, 103.0, 30, 3);
+  f.w.book_insert(*b, Side::kSell, 102.0, 20, 2);
+  f.w.book_insert(*b, Side::kSell, 101.5, 10, 1);
+  f.w.book_insert(*b, Side::kBuy, 101.0, 11, 11);
+  f.w.book_insert(*b, Side::kBuy, 100.0, 12, 12);
+  f.w.end_frame();
+  BookCopy c;
+  ASSERT_TRUE(r.copy_book(0, 0, c));
+  ASSERT_EQ(c.asks.size(), 3u);
+  ASSERT_EQ(c.bids.size(), 2u);
+  EXPECT_EQ(c.asks[0].price, 101.5);
+  EXPECT_EQ(c.asks[2].price, 103.0);
+  EXPECT_EQ(c.bids[0].price, 101.0);
+  EXPECT_EQ(c.bids[1].price, 100.0);
+  EXPECT_FALSE(c.stale);
+
+  f.w.begin_frame(2);
+  f.w.book_insert(*b, Side::kBuy, 100.5, 5, 13);           // middle
+  f.w.book_update(*b, Side::kSell, 102.0, 102.0, 25, 2);   // size only
+  f.w.book_update(*b, Side::kSell, 103.0, 101.25, 33, 3);  // moves to the top
+  f.w.book_delete(*b, Side::kBuy, 101.0, 11);              // the best bid
+  f.w.end_frame();
+  ASSERT_TRUE(r.copy_book(0, 0, c));
+  ASSERT_EQ(c.bids.size(), 2u);
+  EXPECT_EQ(c.bids[0].price, 100.5);
+  EXPECT_EQ(c.bids[0].size, 5);
+  EXPECT_EQ(c.bids[1].price, 100.0);
+  ASSERT_EQ(c.asks.size(), 3u);
+  EXPECT_EQ(c.asks[0].price, 101.25);
+  EXPECT_EQ(c.asks[0].id, 3u);
+  EXPECT_EQ(c.asks[1].price, 101.5);
+  EXPECT_EQ(c.asks[2].price, 102.0);
+  EXPECT_EQ(c.asks[2].size, 25);
+  EXPECT_EQ(c.stamp, r.head() - 1);  // the last record of the frame
+
+  Top t;
+  ASSERT_TRUE(r.top(0, 0, t));
+  EXPECT_TRUE(t.has_bid && t.has_ask);
+  EXPECT_EQ(t.bid.price, 100.5);
+  EXPECT_EQ(t.ask.price, 101.25);
+  EXPECT_FALSE(r.top(0, 1, t));  // no book for ETHUSD
+}
+
+TEST(ShmBook, ManyLevelsAtBothEndsStaySorted) {
+  Fixture f("deep");
+  Reader r = Reader::attach(f.name);
+  Book* b = f.w.book(0, 0);
+  f.w.begin_frame(1);
+  f.w.book_clear(*b);
+  // 64 levels per side fit (book_levels = 64), inserted worst-first, best-first and interleaved.
+  for (int i = 0; i < 32; ++i)
+    f.w.book_insert(*b, Side::kBuy, 1000.0 - i, 1, static_cast<uint64_t>(100 + i));
+  for (int i = 0; i < 32; ++i)
+    f.w.book_insert(*b, Side::kBuy, 900.0 + i + 0.5, 1, static_cast<uint64_t>(200 + i));
+  f.w.end_frame();
+  BookCopy c;
+  ASSERT_TRUE(r.copy_book(0, 0, c));
+  ASSERT_EQ(c.bids.size(), 64u);
+  for (size_t i = 1; i < c.bids.size(); ++i)
+    EXPECT_GT(c.bids[i - 1].price, c.bids[i].price);
+  EXPECT_EQ(c.bids.front().price, 1000.0);
+  EXPECT_EQ(c.bids.back().price, 900.5);
+  // The 65th level does not fit: the segment's book goes stale (counted), the feed goes on.
+  f.w.begin_frame(2);
+  EXPECT_FALSE(f.w.book_insert(*b, Side::kBuy, 1.0, 1, 999));
+  f.w.end_frame();
+  ASSERT_TRUE(r.copy_book(0, 0, c));
+  EXPECT_TRUE(c.stale);
+  EXPECT_EQ(r.stats().segment_full.load(), 1u);
+  EXPECT_EQ(r.stats().stale_books.load(), 1u);
+}
+
+TEST(ShmBook, ReaderNeverSeesAHalfAppliedFrame) {
+  // A writer thread keeps both sides of one book at a constant total size and depth, changing
+  // it only inside frames; a reader thread copies it as fast as it can. Every copy must show the
+  // invariant (under TSan too: every shared access is atomic).
+  Fixture f("torn");
+  Reader r = Reader::attach(f.name);
+  Book* b = f.w.book(0, 0);
+  f.w.begin_frame(1);
+  f.w.book_clear(*b);
+  for (int i = 0; i < 10; ++i) {
+    f.w.book_insert(*b, Side::kBuy, 100.0 - i, 10, static_cast<uint64_t>(i));
+    f.w.book_insert(*b, Side::kSell, 101.0 + i, 10, static_cast<uint64_t>(100 + i));
+  }
+  f.w.end_frame();
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    for (int n = 0; n < 20000; ++n) {
+      f.w.begin_frame(n);
+      // Move 5 from the best bid to a new level and back: total bid size stays 100.
+      f.w.book_update(*b, Side::kBuy, 100.0, 100.0, 5, 0);
+      f.w.book_insert(*b, Side::kBuy, 99.5, 5, 50);
+      f.w.book_delete(*b, Side::kBuy, 99.5, 50);
+      f.w.book_update(*b, Side::kBuy, 100.0, 100.0, 10, 0);
+      f.w.end_frame();
+      f.w.heartbeat(monotonic_ns());
+    }
+    done = true;
+  });
+  uint64_t copies = 0;
+  BookCopy c;
+  while (!done.load()) {
+    if (!r.copy_book(0, 0, c)) continue;
+    ++copies;
+    ASSERT_EQ(c.bids.size(), 10u);
+    int64_t total = 0;
+    for (const Level& l : c.bids)
+      total += l.size;
+    ASSERT_EQ(total, 100);
+    ASSERT_EQ(c.bids[0].price, 100.0);
+  }
+  writer.join();
+  EXPECT_GT(copies, 0u);
+}
+
+TEST(ShmRows, PutFindEraseAndClear) {
+  Fixture f("rows");
+  Reader r = Reader::attach(f.name);
+  f.w.row_put(1, "XBTUSD", 0, R"({"symbol":"XBTUSD","lastPrice":95123.5})");
+  f.w.row_put(1, "ETHUSD", 1, R"({"symbol":"ETHUSD","lastPrice":3000})");
+  std::string json;
+  ASSERT_TRUE(r.find_row(1, "XBTUSD", json));
+  EXPECT_EQ(json, R"({"symbol":"XBTUSD","lastPrice":95123.5})");
+  f.w.row_put(1, "XBTUSD", 0, R"({"symbol":"XBTUSD","lastPrice":95124})");
+  ASSERT_TRUE(r.find_row(1, "XBTUSD", json));
+  EXPECT_EQ(json, R"({"symbol":"XBTUSD","lastPrice":95124})");
+  EXPECT_FALSE(r.find_row(0, "XBTUSD", json));  // another table
+  f.w.row_erase(1, "XBTUSD");
+  EXPECT_FALSE(r.find_row(1, "XBTUSD", json));
+  ASSERT_TRUE(r.find_row(1, "ETHUSD", json));  // its probe chain survives the tombstone
+  f.w.row_put(1, "XBTUSD", 0, R"({"symbol":"XBTUSD"})");
+  EXPECT_EQ(r.rows(1).size(), 2u);
+  f.w.begin_frame(1);
+  f.w.table_clear(1, 1);  // a partial for ETHUSD
+  f.w.end_frame();
+  EXPECT_FALSE(r.find_row(1, "ETHUSD", json));
+  EXPECT_TRUE(r.find_row(1, "XBTUSD", json));
+  // A row larger than row_bytes (256) is refused and counted, not truncated.
+  EXPECT_FALSE(f.w.row_put(1, "BIG", 2, std::string(300, ' ')));
+  EXPECT_EQ(r.stats().segment_full.load(), 1u);
+}
+
+TEST(ShmTradeQuote, LatestOfEach) {
+  Fixture f("tq");
+  Reader r = Reader::attach(f.name);
+  TradeQuoteBody tq;
+  EXPECT_FALSE(r.trade_quote(0, tq));
+  f.w.trade(0, 111, 95000.5, 300, Side::kSell);
+  f.w.quote(0, 222, true, 95000.0, 10, true, 95000.5, 20);
+  ASSERT_TRUE(r.trade_quote(0, tq));
+  EXPECT_EQ(tq.trade_price, 95000.5);
+  EXPECT_EQ(tq.trade_size, 300);
+  EXPECT_EQ(tq.trade_side, 1u);
+  EXPECT_EQ(tq.bid_price, 95000.0);
+  EXPECT_EQ(tq.ask_size, 20);
+  EXPECT_EQ(tq.quote_ns, 222);
+}
+
+TEST(ShmLiveness, RestartInPlaceIsANewEpoch) {
+  Fixture f("epoch");
+  Reader r = Reader::attach(f.name);
+  EXPECT_EQ(r.liveness(), Liveness::kLive);
+  f.w.set_link(LinkState::kStopped);
+  EXPECT_EQ(r.liveness(), Liveness::kStopped);
+  // The same producer re-creates the segment (as a restarted feed would): same size, new epoch.
+  Segment again = Segment::create(f.name, small_config());
+  EXPECT_EQ(r.liveness(), Liveness::kRestarted);
+  PollResult p = r.poll([](const Delta&) {});
+  EXPECT_TRUE(p.restarted);
+}
+
+TEST(ShmLiveness, StoppedHeartbeatReadsAsStale) {
+  Fixture f("heartbeat");
+  Reader r = Reader::attach(f.name);
+  f.w.heartbeat(monotonic_ns() - 5'000'000'000);
+  EXPECT_EQ(r.liveness(), Liveness::kStale);
+  f.w.heartbeat(monotonic_ns());
+  EXPECT_EQ(r.liveness(), Liveness::kLive);
+}
+
+}  // namespace
+}  // namespace bmx::shm
