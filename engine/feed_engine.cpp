@@ -5,6 +5,7 @@
 
 #include "engine/json_text.hpp"
 #include "engine/timestamp.hpp"
+#include "shm/writer.hpp"
 
 namespace bmx {
 
@@ -65,6 +66,13 @@ const char* key_ptr(od::field& f) noexcept {
 
 using json::key_is;
 using json::plain_string;
+
+shm::TableKind kind_of(const FeedEngine::TableEntry& t) noexcept {
+  return t.is_book    ? shm::TableKind::kBook
+         : t.is_trade ? shm::TableKind::kTrade
+         : t.is_quote ? shm::TableKind::kQuote
+                      : shm::TableKind::kGeneric;
+}
 
 // Raw token of a scalar (trimmed), or the whole text of an object/array. Does not consume a
 // scalar; consumes a composite.
@@ -263,6 +271,7 @@ uint16_t FeedEngine::table_id(std::string_view name) {
   // A table seen for the first time: cold path, may allocate.
   TableEntry& t = tables_.emplace_back();
   t.name = std::string(name);
+  t.id = static_cast<uint16_t>(id);
   t.is_book = name == "orderBookL2" || name == "orderBookL2_25";
   t.is_trade = name == "trade";
   t.is_quote = name == "quote";
@@ -283,6 +292,7 @@ uint16_t FeedEngine::table_id(std::string_view name) {
     if (t.is_trade) type(kTrade);
     if (t.is_quote) type(kQuote);
   }
+  if (out_) out_->set_table(t.id, t.name, kind_of(t));
   return static_cast<uint16_t>(id);
 }
 
@@ -294,6 +304,7 @@ uint32_t FeedEngine::symbol_id(std::string_view sym) {
     emit(EventKind::kCapacityExceeded, Event::kNoTable, kNoSymbol, config_.max_symbols, sym);
     return kNoSymbol;
   }
+  if (out_) out_->set_symbol(id, symbols_.name(id));  // once per epoch; later calls do nothing
   return id;
 }
 
@@ -306,9 +317,94 @@ FrameResult FeedEngine::fail(FrameKind kind, const FrameHeader& h, std::string_v
   return FrameResult{kind, h.action, h.table};
 }
 
+void FeedEngine::publish_to(shm::Writer* writer) {
+  out_ = writer;
+  if (!out_) return;
+  row_json_.reserve(size_t{1} << 20);  // the largest row a segment takes is far smaller
+  row_key_.reserve(512);
+  for (uint32_t s = 0; s < symbols_.size(); ++s)
+    out_->set_symbol(s, symbols_.name(s));
+  for (TableEntry& t : tables_) {
+    out_->set_table(t.id, t.name, kind_of(t));
+    for (uint32_t s = 0; s < t.books.size(); ++s) {
+      if (t.books[s]) t.books[s]->shm = out_->book(t.id, s);
+    }
+  }
+  out_->set_ready();
+}
+
+// Engine counters a tool reads from the segment. Relaxed stores of plain counters, once a frame.
+void FeedEngine::publish_stats() noexcept {
+  shm::Stats& s = out_->stats();
+  s.bytes.store(stats_.bytes, std::memory_order_relaxed);
+  s.rows.store(stats_.rows, std::memory_order_relaxed);
+  s.drops.store(stats_.rows_dropped_before_partial + stats_.rows_dropped_stale,
+                std::memory_order_relaxed);
+  s.bad.store(stats_.bad_rows + stats_.frames[static_cast<int>(FrameKind::kMalformed)] +
+                  stats_.frames[static_cast<int>(FrameKind::kOversized)] +
+                  stats_.frames[static_cast<int>(FrameKind::kUnknown)],
+              std::memory_order_relaxed);
+  s.resyncs.store(stats_.books_repaired, std::memory_order_relaxed);
+}
+
+// One book row, as the segment sees it: `old_price` is the level's price before the row (0 when
+// the book did not hold it). No allocation.
+void FeedEngine::publish_level(const TableEntry& t, BookEntry& b, Action action, Side side,
+                               uint64_t id, double old_price, double price, int64_t size) noexcept {
+  if (!b.shm) {
+    b.shm = out_->book(t.id, 0);  // unreachable: book_for resolves it; keeps the call safe
+    if (!b.shm) return;
+  }
+  switch (action) {
+    case Action::kPartial:
+    case Action::kInsert:
+      if (old_price != 0) {  // a repeated insert replaces the level
+        out_->book_update(*b.shm, side, old_price, price, size, id);
+      } else {
+        out_->book_insert(*b.shm, side, price, size, id);
+      }
+      break;
+    case Action::kUpdate:
+      out_->book_update(*b.shm, side, old_price, price != 0 ? price : old_price, size, id);
+      break;
+    case Action::kDelete:
+      out_->book_delete(*b.shm, side, old_price, id);
+      break;
+  }
+}
+
+// One generic row: its text as received into the ring, its whole current state into the rows
+// region. No allocation (row_json_ and row_key_ are reserved by publish_to).
+void FeedEngine::publish_row(TableEntry& t, uint32_t symbol, Action action, std::string_view json,
+                             int64_t exchange_ns) noexcept {
+  out_->row(t.id, symbol, action, json, exchange_ns);
+  const GenericTable& g = *t.generic;
+  if (action == Action::kDelete) {
+    out_->row_erase(t.id, g.last_key());
+    return;
+  }
+  const GenericTable::Row* row = g.last_row();
+  if (!row) return;
+  row_json_.clear();
+  g.append_json(*row, row_json_);
+  const std::string_view key = !g.keyless()          ? g.last_key()
+                               : symbol != kNoSymbol ? symbols_.name(symbol)
+                                                     : std::string_view{};
+  out_->row_put(t.id, key, symbol, row_json_);
+}
+
 FrameResult FeedEngine::on_frame(const char* data, size_t len, size_t capacity, int64_t recv_ns) {
-  ++frame_no_;
   recv_ns_ = recv_ns;
+  if (!out_) return apply_frame(data, len, capacity);
+  out_->begin_frame(recv_ns);
+  const FrameResult r = apply_frame(data, len, capacity);
+  publish_stats();
+  out_->end_frame();
+  return r;
+}
+
+FrameResult FeedEngine::apply_frame(const char* data, size_t len, size_t capacity) {
+  ++frame_no_;
   stats_.bytes += len;
   touched_.clear();
   FrameHeader h;
@@ -328,6 +424,7 @@ FrameResult FeedEngine::on_frame(const char* data, size_t len, size_t capacity, 
   od::document doc;
   od::object obj;
   const bool parsed = !parser_.iterate(simdjson::padded_string_view(data, len, capacity)).get(doc);
+  doc_ = &doc;
   if (!parsed || doc.get_object().get(obj)) {
     if (parsed && valid_non_object(parser_, data, len, capacity)) {
       return fail(FrameKind::kUnknown, h, text.substr(0, 64));  // JSON, but no BitMEX message
@@ -585,6 +682,7 @@ bool FeedEngine::begin_partial(TableEntry& t, FrameHeader& h) {
   } else {
     g.cover_symbol(filter_symbol);
   }
+  if (out_) out_->table_clear(t.id, other_filters ? kNoSymbol : filter_symbol);
   return true;
 }
 
@@ -598,12 +696,18 @@ FeedEngine::BookEntry* FeedEngine::book_for(TableEntry& t, uint32_t symbol, Acti
     t.books[symbol] = std::make_unique<BookEntry>(config_.book_capacity);
     t.books[symbol]->has_partial = true;
     t.books[symbol]->partial_frame = frame_no_;
+    if (out_) {
+      t.books[symbol]->shm = out_->book(t.id, symbol);
+      if (t.books[symbol]->shm) out_->book_clear(*t.books[symbol]->shm);
+    }
   }
   BookEntry* b = t.books[symbol].get();
   if (action == Action::kPartial) {
     if (b->partial_frame != frame_no_ || !b->has_partial) {
       b->book.clear();
       b->partial_frame = frame_no_;
+      if (out_ && b->shm) out_->book_clear(*b->shm);
+      if (b->stale) ++stats_.books_repaired;
     }
     b->has_partial = true;
     b->stale = false;
@@ -619,6 +723,7 @@ void FeedEngine::mark_book_stale(BookEntry& b) {
   if (b.stale) return;
   b.stale = true;
   ++stats_.books_marked_stale;
+  if (out_ && b.shm) out_->book_stale(*b.shm);
 }
 
 void FeedEngine::mark_table_books_stale(TableEntry& t) {
@@ -713,6 +818,8 @@ bool FeedEngine::book_rows(od::array data, TableEntry& t, FrameHeader& h) {
       mark_book_stale(*b);
       continue;
     }
+    // The level's price before the row, for the segment's copy (which finds levels by price).
+    const double old_price = out_ ? b->book.level_price(r.side, r.id) : 0;
     OrderBook::Result res = OrderBook::Result::kOk;
     switch (h.action) {
       case Action::kPartial:
@@ -727,6 +834,9 @@ bool FeedEngine::book_rows(od::array data, TableEntry& t, FrameHeader& h) {
       case Action::kDelete:
         res = b->book.remove(r.side, r.id);
         break;
+    }
+    if (out_ && res != OrderBook::Result::kUnknownLevel) {
+      publish_level(t, *b, h.action, r.side, r.id, old_price, r.has_price ? r.price : 0, r.size);
     }
     if (res == OrderBook::Result::kUnknownLevel) {
       ++stats_.unknown_levels;
@@ -743,6 +853,17 @@ bool FeedEngine::book_rows(od::array data, TableEntry& t, FrameHeader& h) {
   return true;
 }
 
+// The text of the row that started at `start`, now that its fields have been walked: up to the
+// closing brace before the parser's current position. Empty when not publishing.
+std::string_view FeedEngine::row_text(const char* start) noexcept {
+  if (!start || !doc_) return {};
+  const char* end = nullptr;
+  if (doc_->current_location().get(end) || end < start) return {};
+  while (end > start && end[-1] != '}')
+    --end;
+  return {start, static_cast<size_t>(end - start)};
+}
+
 bool FeedEngine::generic_rows(od::array data, TableEntry& t, FrameHeader& h) {
   GenericTable& g = *t.generic;
   const uint16_t tid = h.table;
@@ -751,6 +872,8 @@ bool FeedEngine::generic_rows(od::array data, TableEntry& t, FrameHeader& h) {
   uint64_t dropped = 0;
   for (auto row_result : data) {
     od::object row;
+    // Where the row's text starts (only when publishing: the ring carries it as received).
+    const char* row_start = out_ ? json::trim_token(row_result.raw_json_token()).data() : nullptr;
     if (row_result.get_object().get(row)) {
       h.rows_lost = true;
       return false;
@@ -820,6 +943,7 @@ bool FeedEngine::generic_rows(od::array data, TableEntry& t, FrameHeader& h) {
         }
         continue;
     }
+    if (out_) publish_row(t, sym, h.action, row_text(row_start), tv.has_ts ? tv.ts : 0);
     if (typed && sym != kNoSymbol && h.action != Action::kDelete) commit_typed(t, sym, tv);
   }
   if (dropped) {
@@ -869,6 +993,7 @@ void FeedEngine::commit_typed(const TableEntry& t, uint32_t symbol, const TypedR
     lt.side = tv.sell ? Side::kSell : Side::kBuy;
     lt.timestamp_ns = tv.has_ts ? tv.ts : 0;
     lt.valid = true;
+    if (out_) out_->trade(symbol, lt.timestamp_ns, lt.price, lt.size, lt.side);
   } else {
     LastQuote& q = quotes_[symbol];
     q.has_bid = tv.has_num[0] && tv.has_int[0];
@@ -879,6 +1004,10 @@ void FeedEngine::commit_typed(const TableEntry& t, uint32_t symbol, const TypedR
     q.ask_size = q.has_ask ? tv.ints[1] : 0;
     q.timestamp_ns = tv.has_ts ? tv.ts : 0;
     q.valid = true;
+    if (out_) {
+      out_->quote(symbol, q.timestamp_ns, q.has_bid, q.bid_price, q.bid_size, q.has_ask,
+                  q.ask_price, q.ask_size);
+    }
   }
 }
 

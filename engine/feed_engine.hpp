@@ -25,6 +25,11 @@
 #include "engine/order_book.hpp"
 #include "shm/types.hpp"
 
+namespace bmx::shm {
+class Writer;
+struct Book;
+}  // namespace bmx::shm
+
 namespace bmx {
 
 // What a text frame turned out to be.
@@ -67,6 +72,7 @@ struct Stats {
   uint64_t books_marked_stale = 0;
   uint64_t tables_marked_stale = 0;
   uint64_t book_growths = 0;       // a delta outgrew a book's capacity (allocation)
+  uint64_t books_repaired = 0;     // stale books made whole again by a new partial
   uint64_t capacity_exceeded = 0;  // more symbols, tables or fields than configured
   uint64_t events_lost = 0;        // events not drained in time
 };
@@ -135,9 +141,11 @@ class FeedEngine {
     bool stale = false;
     uint64_t partial_frame = 0;
     uint64_t touched_frame = 0;
+    shm::Book* shm = nullptr;  // its copy in the segment, when publishing
   };
   struct TableEntry {
     std::string name;
+    uint16_t id = 0;
     bool is_book = false;
     bool is_trade = false;
     bool is_quote = false;
@@ -157,6 +165,12 @@ class FeedEngine {
   // Network thread only; no allocation on delta frames; no exception except std::bad_alloc from a
   // partial or a growth (counted).
   FrameResult on_frame(const char* data, size_t len, size_t capacity, int64_t recv_ns);
+
+  // Publishes every state change from now on into a shared-memory segment through `writer` (which
+  // must outlive the engine, or be detached with nullptr): names every symbol and table already
+  // known, republishes nothing else (call it before the first frame), then marks the segment
+  // ready. Cold path.
+  void publish_to(shm::Writer* writer);
 
   [[nodiscard]] const Stats& stats() const noexcept { return stats_; }
   [[nodiscard]] const Interner& symbols() const noexcept { return symbols_; }
@@ -182,6 +196,13 @@ class FeedEngine {
   struct BookRow;
   struct FrameHeader;
 
+  FrameResult apply_frame(const char* data, size_t len, size_t capacity);
+  void publish_stats() noexcept;
+  void publish_level(const TableEntry& t, BookEntry& b, Action action, Side side, uint64_t id,
+                     double old_price, double price, int64_t size) noexcept;
+  void publish_row(TableEntry& t, uint32_t symbol, Action action, std::string_view json,
+                   int64_t exchange_ns) noexcept;
+  std::string_view row_text(const char* start) noexcept;
   FrameResult fail(FrameKind kind, const FrameHeader& h, std::string_view excerpt);
   void classify_control(FrameHeader& h);
   bool parse_partial_keys(simdjson::ondemand::value& v, FrameHeader& h);
@@ -239,8 +260,12 @@ class FeedEngine {
   std::array<Event, 1024> events_{};
   size_t event_count_ = 0;
   uint64_t frame_no_ = 0;
-  int64_t recv_ns_ = 0;  // receive time of the frame being applied (stamped on records, next)
+  int64_t recv_ns_ = 0;  // receive time of the frame being applied (stamped on records)
   Stats stats_;
+  shm::Writer* out_ = nullptr;                   // the segment's producer, when publishing
+  simdjson::ondemand::document* doc_ = nullptr;  // the frame being parsed (row text spans)
+  std::string row_json_;                         // scratch: one row's whole JSON text (reserved)
+  std::string row_key_;                          // scratch: one row's key (reserved)
 };
 
 }  // namespace bmx

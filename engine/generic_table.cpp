@@ -138,7 +138,22 @@ void GenericTable::compact(Row& row, std::string& scratch) {
   row.live_bytes = static_cast<uint32_t>(row.text.size());
 }
 
+void GenericTable::append_json(const Row& row, std::string& out) const {
+  out += '{';
+  bool first = true;
+  for (const Field& f : row.fields) {
+    if (!first) out += ',';
+    first = false;
+    out += '"';
+    out += field_name(f.name);  // raw name as received: already escaped
+    out += "\":";
+    out.append(row.text, f.offset, f.length);
+  }
+  out += '}';
+}
+
 GenericTable::Result GenericTable::apply(Action action, std::span<const RawField> fields) {
+  last_row_ = nullptr;
   if (!make_key(fields, key_)) return Result::kBadKey;
   const auto it = index_.find(std::string_view(key_));
   switch (action) {
@@ -146,16 +161,19 @@ GenericTable::Result GenericTable::apply(Action action, std::span<const RawField
     case Action::kInsert: {
       if (it != index_.end()) {
         write_row(rows_[it->second], fields);
+        last_row_ = &rows_[it->second];
         return keys_.empty() ? Result::kOk : Result::kReplaced;
       }
       const uint32_t slot = new_row();
       write_row(rows_[slot], fields);
       index_.emplace(key_, slot);
+      last_row_ = &rows_[slot];
       return Result::kOk;
     }
     case Action::kUpdate:
       if (it == index_.end()) return Result::kUnknownRow;
       merge_row(rows_[it->second], fields);
+      last_row_ = &rows_[it->second];
       return Result::kOk;
     case Action::kDelete:
       if (it == index_.end()) return Result::kUnknownRow;
@@ -191,6 +209,7 @@ GenericTable::Result GenericTable::apply_for_symbol(Action action, uint32_t symb
   } else {
     write_row(rows_[slot], fields);
   }
+  last_row_ = &rows_[slot];
   return Result::kOk;
 }
 

@@ -108,6 +108,13 @@ class GenericTable {
   bool make_key(std::span<const RawField> row, std::string& out) const;
 
   [[nodiscard]] const Row* find(std::string_view key) const noexcept;
+  // The row the last apply()/apply_for_symbol() inserted or updated (nullptr after a delete or a
+  // failure), and, for keyed tables, its key in canonical form. Valid until the next apply.
+  [[nodiscard]] const Row* last_row() const noexcept { return last_row_; }
+  [[nodiscard]] std::string_view last_key() const noexcept { return key_; }
+  // The row as one JSON object, fields in stored order, values as received. No allocation once
+  // `out` has the capacity.
+  void append_json(const Row& row, std::string& out) const;
   [[nodiscard]] size_t size() const noexcept { return index_.size(); }
   template <class F>
   void for_each(F&& f) const {
@@ -155,6 +162,7 @@ class GenericTable {
   static constexpr uint32_t kNoRow = UINT32_MAX;
   std::vector<uint32_t> row_of_symbol_;
   void forget_symbol_rows() noexcept;
+  const Row* last_row_ = nullptr;
   std::string key_;      // scratch
   std::string scratch_;  // scratch for compaction
 };

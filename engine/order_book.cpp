@@ -148,6 +148,11 @@ uint64_t OrderBook::find_index(Side side, uint64_t id) const noexcept {
   }
 }
 
+double OrderBook::level_price(Side side, uint64_t id) const noexcept {
+  const uint64_t at = find_index(side, id);
+  return at > mask_ ? 0 : price_of(index_[at].key);
+}
+
 void OrderBook::index_insert(Side side, uint64_t id, double price) noexcept {
   assert(price > 0);
   uint64_t i = home(id, side == Side::kSell) & mask_;

@@ -109,6 +109,9 @@ class OrderBook {
   Result update(Side side, uint64_t id, int64_t size, bool has_price, double price);
   Result remove(Side side, uint64_t id) noexcept;
 
+  // The price of level (side, id), or 0 when the book does not hold it. No allocation.
+  [[nodiscard]] double level_price(Side side, uint64_t id) const noexcept;
+
   // Best-first access; i = 0 is the best level. Precondition: i < depth(side).
   [[nodiscard]] uint32_t depth(Side side) const noexcept {
     return static_cast<uint32_t>(order_[index(side)].size());

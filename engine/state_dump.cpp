@@ -89,17 +89,8 @@ std::string dump_state(const FeedEngine& engine) {
       first_row = false;
       out += '"';
       out += key;  // already JSON-escaped (canonical key form)
-      out += "\":{";
-      bool first_field = true;
-      for (const auto& f : row->fields) {
-        if (!first_field) out += ',';
-        first_field = false;
-        out += '"';
-        out += t.generic->field_name(f.name);  // raw name as received: already escaped
-        out += "\":";
-        out.append(row->text, f.offset, f.length);
-      }
-      out += '}';
+      out += "\":";
+      t.generic->append_json(*row, out);
     }
     out += '}';
   }

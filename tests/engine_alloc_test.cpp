@@ -12,9 +12,12 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include "engine/capture.hpp"
 #include "engine/feed_engine.hpp"
+#include "shm/segment.hpp"
+#include "shm/writer.hpp"
 #include "support/counting_new.hpp"
 #include "test_support.hpp"
 
@@ -87,6 +90,29 @@ TEST(Allocation, DeltaFramesOfBothSessionsAllocateNothing) {
       << " frames; first: " << report.first;
   EXPECT_EQ(e.stats().book_growths, 0u);
   EXPECT_EQ(e.stats().unknown_levels + e.stats().bad_rows, 0u);
+}
+
+TEST(Allocation, PublishingIntoASegmentAllocatesNothingEither) {
+  const bmx::Capture jul =
+      bmx::Capture::load(bmxtest::data_path("bitmex/cryptofeed-2021-07-22.txt"));
+  const bmx::Capture apr =
+      bmx::Capture::load(bmxtest::data_path("bitmex/cryptofeed-2021-04-05.txt"));
+  const std::string name = "/bmx-alloc-" + std::to_string(::getpid());
+  bmx::shm::SegmentConfig config;
+  config.max_symbols = bmx::EngineConfig{}.max_symbols;
+  bmx::shm::Segment seg = bmx::shm::Segment::create(name, config);
+  bmx::shm::Writer writer(seg);
+  bmx::FeedEngine e;
+  e.publish_to(&writer);
+  AllocReport report;
+  replay_checking(e, jul, "2021-07-22", report);
+  replay_checking(e, apr, "2021-04-05", report);
+  bmx::shm::Segment::remove(name);
+  EXPECT_GT(report.frames_checked, 9000u);
+  EXPECT_EQ(report.frames_allocating, 0u)
+      << report.allocations << " allocations in " << report.frames_allocating
+      << " frames; first: " << report.first;
+  EXPECT_GT(writer.next_seq(), 20000u) << "the records were published";
 }
 
 TEST(Allocation, NewIdEraDeltaFramesAllocateNothing) {

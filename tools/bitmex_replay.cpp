@@ -1,10 +1,13 @@
 // bitmex-replay: runs recorded BitMEX sessions through exactly the engine code path that the live
 // feed uses, and reports what it did.
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <fmt/core.h>
@@ -13,8 +16,15 @@
 #include "engine/capture.hpp"
 #include "engine/feed_engine.hpp"
 #include "engine/state_dump.hpp"
+#include "shm/segment.hpp"
+#include "shm/writer.hpp"
 
 namespace {
+
+volatile std::sig_atomic_t g_stop = 0;
+void on_signal(int) {
+  g_stop = 1;
+}
 
 using bmx::Event;
 using bmx::EventKind;
@@ -95,6 +105,33 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--max-symbols", config.max_symbols, "Capacity of the symbol directory")
       ->capture_default_str();
+  std::string shm_name, shm_mode = "0600";
+  bmx::shm::SegmentConfig seg_config;
+  double rate = 0;
+  bool hold = false;
+  app.add_option("--shm", shm_name,
+                 "Publish into the shared-memory segment NAME (e.g. /bitmex-replay) as the live "
+                 "feed does: books, tables, trades, quotes and the delta ring");
+  app.add_option("--shm-mode", shm_mode, "Permissions of the segment (octal)")
+      ->capture_default_str();
+  app.add_option("--ring-slots", seg_config.ring_slots,
+                 "Delta ring size in 64-byte records (power of two)")
+      ->capture_default_str();
+  app.add_option("--book-levels", seg_config.book_levels, "Levels per side each segment book holds")
+      ->capture_default_str();
+  app.add_option("--max-books", seg_config.max_books, "Books the segment holds")
+      ->capture_default_str();
+  app.add_option("--row-slots", seg_config.row_slots,
+                 "Rows of keyed tables the segment holds (power of two)")
+      ->capture_default_str();
+  app.add_option("--row-bytes", seg_config.row_bytes, "Largest row's JSON text, in bytes")
+      ->capture_default_str();
+  app.add_option("--rate", rate, "Frames per second (0: as fast as possible)")
+      ->capture_default_str();
+  app.add_flag("--hold", hold,
+               "With --shm: after the last frame keep the segment (and its heartbeat) alive until "
+               "SIGINT/SIGTERM, so that readers can finish; without it the segment is removed at "
+               "exit");
   app.add_flag("-q,--quiet", quiet, "Print only problems and the dump");
   app.add_flag("-v,--verbose", verbose,
                "Print every problem found, not the first few of each kind");
@@ -107,16 +144,45 @@ int main(int argc, char** argv) {
       loaded.push_back(bmx::Capture::load(path));
 
     bmx::FeedEngine engine(config);
+    std::optional<bmx::shm::Segment> segment;
+    std::optional<bmx::shm::Writer> writer;
+    if (!shm_name.empty()) {
+      seg_config.max_symbols = std::max(seg_config.max_symbols, config.max_symbols);
+      seg_config.max_tables = std::max(seg_config.max_tables, config.max_tables);
+      segment.emplace(bmx::shm::Segment::create(
+          shm_name, seg_config, static_cast<unsigned>(std::stoul(shm_mode, nullptr, 8))));
+      writer.emplace(*segment);
+      engine.publish_to(&*writer);  // names the directory, then sets the segment ready
+      writer->set_link(bmx::shm::LinkState::kReplaying);
+    } else if (hold) {
+      fmt::print(stderr, "bitmex-replay: --hold needs --shm\n");
+      return 2;
+    }
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
     EventLog log;
     log.verbose = verbose;
     log.samples.reserve(1024);
     uint64_t frames = 0;
     uint64_t bytes = 0;
     const auto t0 = std::chrono::steady_clock::now();
+    const auto period =
+        rate > 0 ? std::chrono::duration<double>(1.0 / rate) : std::chrono::duration<double>(0);
+    uint64_t sent = 0;
     for (const auto& cap : loaded) {
       for (const auto& f : cap.frames()) {
-        engine.on_frame(f.data, f.len, cap.capacity(f), f.recv_ns);
+        if (g_stop) break;
+        if (rate > 0) {
+          std::this_thread::sleep_until(
+              t0 + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                       period * static_cast<double>(sent)));
+        }
+        // Replayed frames are stamped with the time they are published (the recorded receive
+        // time is history), so latencies measured downstream mean something.
+        engine.on_frame(f.data, f.len, cap.capacity(f),
+                        writer ? bmx::shm::realtime_ns() : f.recv_ns);
         engine.drain_events(log);
+        if ((++sent & 255) == 0 && writer) writer->heartbeat(bmx::shm::monotonic_ns());
       }
       frames += cap.frames().size();
       bytes += cap.bytes();
@@ -188,6 +254,13 @@ int main(int argc, char** argv) {
       print_books(engine);
     }
 
+    if (writer) {
+      writer->set_link(bmx::shm::LinkState::kFinished);
+      while (hold && !g_stop) {  // readers finish at their own pace; the heartbeat says we live
+        writer->heartbeat(bmx::shm::monotonic_ns());
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    }
     if (!dump_path.empty()) {
       const std::string json = bmx::dump_state(engine);
       if (dump_path == "-") {
@@ -199,6 +272,10 @@ int main(int argc, char** argv) {
           return 1;
         }
       }
+    }
+    if (writer) {
+      writer->set_link(bmx::shm::LinkState::kStopped);
+      bmx::shm::Segment::remove(shm_name);
     }
     return 0;
   } catch (const std::exception& e) {

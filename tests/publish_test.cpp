@@ -1,0 +1,162 @@
+// FeedEngine publishing into a segment: after replaying the recorded sessions, the segment's
+// books, rows, trades and quotes must equal the independent reference model of the recordings,
+// and a reader that followed the ring from the start must have rebuilt the same books from the
+// records alone. In one process: the cross-process version is shm_process_test.cpp.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "consumers/local_book.hpp"
+#include "engine/capture.hpp"
+#include "engine/feed_engine.hpp"
+#include "engine/state_dump.hpp"
+#include "reference_model.hpp"
+#include "shm/reader.hpp"
+#include "shm/writer.hpp"
+#include "test_support.hpp"
+
+namespace {
+
+using namespace bmx;
+
+struct Published {
+  explicit Published(const std::string& capture_file)
+      : name("/bmx-publish-" + std::to_string(::getpid()) + "-" + std::to_string(counter++)),
+        seg(shm::Segment::create(name, config())),
+        writer(seg),
+        capture(Capture::load(bmxtest::data_path(capture_file))) {
+    engine.publish_to(&writer);
+  }
+  ~Published() { shm::Segment::remove(name); }
+  static shm::SegmentConfig config() {
+    shm::SegmentConfig c;
+    c.max_symbols = EngineConfig{}.max_symbols;
+    return c;
+  }
+  // Replays the capture; `each` runs after every frame.
+  template <class F>
+  void replay(F&& each) {
+    for (const auto& f : capture.frames()) {
+      engine.on_frame(f.data, f.len, capture.capacity(f), 1);
+      engine.drain_events([](const Event&) {});
+      each();
+    }
+  }
+  static inline int counter = 0;
+  std::string name;
+  shm::Segment seg;
+  shm::Writer writer;
+  Capture capture;
+  FeedEngine engine;
+};
+
+// A canonical reference value ("i:42", "d:63768.5", "u:...") as a number.
+double number(const std::string& canonical) {
+  return std::stod(canonical.substr(2));
+}
+
+bmxtest::Ladder ladder_of(const std::vector<shm::Level>& side) {
+  bmxtest::Ladder out;
+  for (const auto& l : side)
+    out.emplace_back(l.price, l.size);
+  return out;
+}
+
+class PublishSession : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(PublishSession, SegmentAndRingEndEqualToTheReference) {
+  const std::string file = std::string("bitmex/") + GetParam();
+  Published p(file);
+  shm::Reader r = shm::Reader::attach(p.name);
+  r.seek(1);
+  consumer::LocalBooks mine;
+  uint64_t frames_seen = 0;
+  // A reader that keeps up frame by frame and acts only on whole frames.
+  p.replay([&] {
+    const auto res = r.poll([&](const shm::Delta& d) {
+      mine.apply(d);
+      frames_seen += d.last_in_frame();
+    });
+    ASSERT_FALSE(res.lapped);
+  });
+  EXPECT_GT(frames_seen, 0u);
+
+  const bmxtest::ReferenceModel model = bmxtest::model_of_capture(bmxtest::data_path(file));
+  ASSERT_TRUE(model.problems.empty());
+  const auto l2 = r.table_id("orderBookL2");
+  ASSERT_TRUE(l2.has_value());
+  for (const auto& [symbol, book] : model.books) {
+    const auto sym = r.symbol_id(symbol);
+    ASSERT_TRUE(sym.has_value()) << symbol;
+    shm::BookCopy c;
+    ASSERT_TRUE(r.copy_book(*l2, *sym, c)) << symbol;
+    EXPECT_FALSE(c.stale) << symbol;
+    EXPECT_EQ(ladder_of(c.bids), book.bids()) << symbol << " bids in the segment";
+    EXPECT_EQ(ladder_of(c.asks), book.asks()) << symbol << " asks in the segment";
+    EXPECT_EQ(mine.check(r, *l2, *sym), "") << symbol << " rebuilt from the ring";
+  }
+  // Trades and quotes: the latest per symbol, as the recording's last rows say.
+  for (const auto& [table, by_symbol] : model.last_rows) {
+    if (table != "quote" && table != "trade") continue;
+    for (const auto& [symbol, row] : by_symbol) {
+      shm::TradeQuoteBody tq;
+      ASSERT_TRUE(r.trade_quote(*r.symbol_id(symbol), tq)) << symbol;
+      if (table == "quote") {
+        EXPECT_EQ(number(row.at("bidPrice")), tq.bid_price) << symbol;
+        EXPECT_EQ(number(row.at("askSize")), static_cast<double>(tq.ask_size)) << symbol;
+      } else {
+        EXPECT_EQ(number(row.at("price")), tq.trade_price) << symbol;
+        EXPECT_EQ(number(row.at("size")), static_cast<double>(tq.trade_size)) << symbol;
+      }
+    }
+  }
+  // The whole state, as a reader dumps it, equals the engine's own dump and the reference.
+  const std::string dumped = consumer::dump_state(r, mine);
+  EXPECT_EQ(dumped, dump_state(p.engine));
+  const auto diffs = bmxtest::compare_dump(dumped, model, /*with_tables=*/true);
+  EXPECT_TRUE(diffs.empty()) << diffs.size() << " differences, first: " << diffs.front();
+}
+
+INSTANTIATE_TEST_SUITE_P(Recorded, PublishSession,
+                         ::testing::Values("cryptofeed-2021-07-22.txt",
+                                           "cryptofeed-2021-04-05.txt"));
+
+TEST(Publish, LateReaderResyncsFromTheStateWithNoGapAndNoDuplicate) {
+  Published p("bitmex/cryptofeed-2021-04-05.txt");
+  std::unique_ptr<shm::Reader> r;
+  consumer::LocalBooks mine;
+  size_t n = 0;
+  const size_t join_at = p.capture.frames().size() / 2;
+  p.replay([&] {
+    if (++n == join_at) {  // attach mid-stream: snapshot first, then the ring
+      r = std::make_unique<shm::Reader>(shm::Reader::attach(p.name));
+      ASSERT_TRUE(mine.resync(*r));
+    } else if (r) {
+      r->poll([&](const shm::Delta& d) { mine.apply(d); });
+    }
+  });
+  ASSERT_TRUE(r);
+  EXPECT_EQ(mine.problems(), 0u);
+  for (const auto& [table, symbol] : r->books())
+    EXPECT_EQ(mine.check(*r, table, symbol), "") << r->symbol_name(symbol);
+  EXPECT_EQ(consumer::dump_state(*r, mine), dump_state(p.engine));
+}
+
+TEST(Publish, StaleBookIsMarkedInTheSegment) {
+  Published p("bitmex/cryptofeed-2021-07-22.txt");
+  p.replay([] {});
+  shm::Reader r = shm::Reader::attach(p.name);
+  bmxtest::feed(
+      p.engine,
+      R"({"table":"orderBookL2","action":"update","data":[{"symbol":"XBTUSD","id":1,"side":"Buy","size":5}]})");
+  shm::BookCopy c;
+  ASSERT_TRUE(r.copy_book(*r.table_id("orderBookL2"), *r.symbol_id("XBTUSD"), c));
+  EXPECT_TRUE(c.stale);
+  EXPECT_EQ(r.stats().stale_books.load(), 1u);
+  // Other books are untouched.
+  ASSERT_TRUE(r.copy_book(*r.table_id("orderBookL2"), *r.symbol_id("BCHUSD"), c));
+  EXPECT_FALSE(c.stale);
+}
+
+}  // namespace
