@@ -8,6 +8,8 @@
 // asserted):
 //   BM_Pipeline_Deltas  within 1.2x of BM_FloorWalk_Deltas in ns/frame
 //   BM_Pipeline_Session at >= 0.8x of BM_FloorWalk_Session in bytes/s
+//   BM_PipelinePublish_Deltas (the pipeline publishing into a shared-memory segment) within 1.3x
+//   of BM_FloorWalk_Deltas
 //
 // Why the delta benchmark replays whole sessions: a delta frame is only meaningful on the state
 // its partial built, and replaying deltas twice over the same books would turn the second pass
@@ -28,6 +30,7 @@
 // and bytes_per_second, not CPU.
 #include <benchmark/benchmark.h>
 #include <simdjson.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -45,6 +48,8 @@
 #include "engine/capture.hpp"
 #include "engine/feed_engine.hpp"
 #include "floor_walk.hpp"
+#include "shm/segment.hpp"
+#include "shm/writer.hpp"
 #include "support/counting_new.hpp"
 
 // ---- allocation counter: tests/support/counting_new.cpp replaces operator new in this binary --
@@ -219,10 +224,26 @@ void BM_FloorWalk_Session(benchmark::State& state, int which) {
 
 // ---- the pipeline: FeedEngine::on_frame ---------------------------------------------------------
 
+// A segment the engine publishes into (BM_PipelinePublish_*): what the live feed does.
+struct Published {
+  explicit Published(const std::string& n)
+      : name(n), seg(bmx::shm::Segment::create(n, config())), writer(seg) {}
+  ~Published() { bmx::shm::Segment::remove(name); }
+  static bmx::shm::SegmentConfig config() {
+    bmx::shm::SegmentConfig c;
+    c.max_symbols = bmx::EngineConfig{}.max_symbols;
+    return c;
+  }
+  std::string name;
+  bmx::shm::Segment seg;
+  bmx::shm::Writer writer;
+};
+
 // One engine per session, reused across passes; a pass replays the whole session.
 struct Replayer {
   const Session* session;
   std::unique_ptr<bmx::FeedEngine> engine;
+  std::unique_ptr<Published> out;  // when publishing
   uint64_t rows_before = 0;
 
   struct Pass {
@@ -270,17 +291,23 @@ struct Replayer {
   }
 };
 
-std::vector<Replayer> make_replayers(const Selection& sel) {
+std::vector<Replayer> make_replayers(const Selection& sel, bool publish = false) {
   std::vector<Replayer> out;
-  for (const Session* s : sel)
-    out.push_back(Replayer{s, std::make_unique<bmx::FeedEngine>()});
+  for (const Session* s : sel) {
+    out.push_back(Replayer{s, std::make_unique<bmx::FeedEngine>(), nullptr});
+    if (publish) {
+      out.back().out = std::make_unique<Published>("/bmx-bench-" + std::to_string(::getpid()) +
+                                                   "-" + std::to_string(out.size()));
+      out.back().engine->publish_to(&out.back().out->writer);
+    }
+  }
   return out;
 }
 
-void BM_Pipeline_Deltas(benchmark::State& state, int which) {
+void pipeline_deltas(benchmark::State& state, int which, bool publish) {
   const Selection sel = select(which);
   if (!usable(state, sel)) return;
-  std::vector<Replayer> replayers = make_replayers(sel);
+  std::vector<Replayer> replayers = make_replayers(sel, publish);
   uint64_t frames = 0, bytes = 0, cold_allocs = 0;
   for (Replayer& r : replayers) {  // the first pass on a fresh engine: untimed
     frames += r.session->delta_frames;
@@ -312,6 +339,14 @@ void BM_Pipeline_Deltas(benchmark::State& state, int which) {
       static_cast<double>(allocs) / static_cast<double>(frames * state.iterations());
   state.counters["cold_allocs_per_frame"] =
       static_cast<double>(cold_allocs) / static_cast<double>(frames);
+}
+
+void BM_Pipeline_Deltas(benchmark::State& state, int which) {
+  pipeline_deltas(state, which, false);
+}
+// The same with every change published into a shared-memory segment (no reader attached).
+void BM_PipelinePublish_Deltas(benchmark::State& state, int which) {
+  pipeline_deltas(state, which, true);
 }
 
 void BM_Pipeline_Session(benchmark::State& state, int which) {
@@ -361,6 +396,9 @@ void register_all() {
         ->UseManualTime()
         ->Unit(benchmark::kMicrosecond);
   }
+  benchmark::RegisterBenchmark("BM_PipelinePublish_Deltas/both", BM_PipelinePublish_Deltas, -1)
+      ->UseManualTime()
+      ->Unit(benchmark::kMicrosecond);
   benchmark::RegisterBenchmark("BM_FloorWalk_Session/both", BM_FloorWalk_Session, -1)
       ->UseRealTime()
       ->Unit(benchmark::kMicrosecond);
