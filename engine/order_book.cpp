@@ -61,6 +61,18 @@ void LevelArray::reserve(size_t levels) {
   end_ = at + n;
 }
 
+LevelArray& LevelArray::operator=(const LevelArray& other) {
+  if (this == &other) return *this;
+  if (cap_ != other.cap_) {
+    buf_ = other.cap_ ? std::make_unique_for_overwrite<BookLevel[]>(other.cap_) : nullptr;
+    cap_ = other.cap_;
+  }
+  begin_ = other.begin_;
+  end_ = other.end_;
+  if (!other.empty()) std::memcpy(begin(), other.begin(), size() * sizeof(BookLevel));
+  return *this;
+}
+
 void LevelArray::recenter() noexcept {
   const size_t n = size();
   const size_t at = (cap_ - n) / 2;

@@ -43,6 +43,14 @@ struct BookLevel {
 // reserve() only; recentring when one end runs out of room moves elements, never allocates.
 class LevelArray {
  public:
+  LevelArray() = default;
+  // Copies keep the source's capacity and layout. Cold path; allocates unless the target already
+  // holds a buffer of the same capacity.
+  LevelArray(const LevelArray& other) { *this = other; }
+  LevelArray& operator=(const LevelArray& other);
+  LevelArray(LevelArray&&) noexcept = default;
+  LevelArray& operator=(LevelArray&&) noexcept = default;
+
   [[nodiscard]] size_t size() const noexcept { return end_ - begin_; }
   [[nodiscard]] bool empty() const noexcept { return end_ == begin_; }
   [[nodiscard]] const BookLevel* data() const noexcept { return buf_.get() + begin_; }
@@ -89,6 +97,11 @@ class OrderBook {
   };
 
   explicit OrderBook(uint32_t capacity = 256);
+  // Copies are deep and independent (benchmarks replay deltas on copies of one image). Cold path.
+  OrderBook(const OrderBook&) = default;
+  OrderBook& operator=(const OrderBook&) = default;
+  OrderBook(OrderBook&&) noexcept = default;
+  OrderBook& operator=(OrderBook&&) noexcept = default;
 
   // Empties the book, keeping its memory. Network thread; no allocation.
   void clear() noexcept;
