@@ -20,26 +20,38 @@ namespace {
 
 constexpr double kMinusInf = -std::numeric_limits<double>::infinity();
 
-// A shift moves keys and slots together, 8 levels per step (two 32-byte copies of keys, one of
-// slots), so a shift has one loop and one exit to predict. Inline copies: the shifts of a book are
-// short (most under 64 levels) and of varying length, where a memmove call costs a call, a
-// dispatch on the length and its mispredictions.
-constexpr size_t kStep = 8;
+// A shift moves keys and slots together, 16 levels per step (four 32-byte copies of keys, two of
+// slots), so a shift has one loop and one exit to predict, and the shallow half of the shifts is
+// one step. (8 per step mispredicted the exit more often; 32 per step touched more lines.) Inline
+// copies: the shifts of a book are short (most under 64 levels) and of varying length, where a
+// memmove call costs a call, a dispatch on the length and its mispredictions.
+constexpr size_t kStep = 16;
 constexpr size_t steps(size_t n) noexcept {
   return (n + kStep - 1) & ~(kStep - 1);
 }
+
+#if defined(__AVX2__)
+// One step: the 16 levels at i, read whole before any is written, then written at i + d.
+inline void move_step(double* k, uint32_t* s, ptrdiff_t i, ptrdiff_t d) noexcept {
+  __m256d kv[4];
+  __m256i sv[2];
+  for (int j = 0; j < 4; ++j)
+    kv[j] = _mm256_loadu_pd(k + i + 4 * j);
+  for (int j = 0; j < 2; ++j)
+    sv[j] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i + 8 * j));
+  for (int j = 0; j < 4; ++j)
+    _mm256_storeu_pd(k + i + d + 4 * j, kv[j]);
+  for (int j = 0; j < 2; ++j)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(s + i + d + 8 * j), sv[j]);
+}
+#endif
 
 // Copies levels [lo, lo + n) to [lo + 1, lo + n + 1), highest step first; n is a multiple of kStep.
 inline void move_up(double* k, uint32_t* s, ptrdiff_t lo, size_t n) noexcept {
 #if defined(__AVX2__)
   for (ptrdiff_t i = lo + static_cast<ptrdiff_t>(n); i > lo;) {
     i -= kStep;
-    const __m256d k0 = _mm256_loadu_pd(k + i);
-    const __m256d k1 = _mm256_loadu_pd(k + i + 4);
-    const __m256i s0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i));
-    _mm256_storeu_pd(k + i + 5, k1);
-    _mm256_storeu_pd(k + i + 1, k0);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(s + i + 1), s0);
+    move_step(k, s, i, 1);
   }
 #else
   std::memmove(k + lo + 1, k + lo, n * sizeof(double));
@@ -50,42 +62,41 @@ inline void move_up(double* k, uint32_t* s, ptrdiff_t lo, size_t n) noexcept {
 // Copies levels [lo, lo + n) to [lo - 1, lo + n - 1), lowest step first; n is a multiple of kStep.
 inline void move_down(double* k, uint32_t* s, ptrdiff_t lo, size_t n) noexcept {
 #if defined(__AVX2__)
-  for (ptrdiff_t i = lo, e = lo + static_cast<ptrdiff_t>(n); i < e; i += kStep) {
-    const __m256d k0 = _mm256_loadu_pd(k + i);
-    const __m256d k1 = _mm256_loadu_pd(k + i + 4);
-    const __m256i s0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i));
-    _mm256_storeu_pd(k + i - 1, k0);
-    _mm256_storeu_pd(k + i + 3, k1);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(s + i - 1), s0);
-  }
+  for (ptrdiff_t i = lo, e = lo + static_cast<ptrdiff_t>(n); i < e; i += kStep)
+    move_step(k, s, i, -1);
 #else
   std::memmove(k + lo - 1, k + lo, n * sizeof(double));
   std::memmove(s + lo - 1, s + lo, n * sizeof(uint32_t));
 #endif
 }
 
-// How many of the kN keys at `w` are >= x (kStrict: > x). No branch.
-template <bool kStrict, int kN>
+// How many of the 64 keys at `w` are >= x (kStrict: > x). No branch. Each compare yields a lane
+// of all ones or zeros per key; three rounds of saturating packs (order does not matter for a
+// count) squeeze the 16 results into two vectors of one byte per key, counted by one popcount: a
+// short dependency chain, where summing the 16 results serially took 16 adds.
+template <bool kStrict>
 inline size_t count_not_below(const double* w, double x) noexcept {
-  static_assert(kN % 16 == 0);
 #if defined(__AVX2__)
-  constexpr int kPredicate = kStrict ? _CMP_GT_OQ : _CMP_GE_OQ;
   const __m256d vx = _mm256_set1_pd(x);
-  __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
-                    _mm256_setzero_si256()};
-#pragma GCC unroll 64
-  for (int i = 0; i < kN / 4; ++i) {
-    // A true lane is all ones, i.e. -1 as an int64: subtracting counts it.
-    const __m256d m = _mm256_cmp_pd(_mm256_loadu_pd(w + 4 * i), vx, kPredicate);
-    acc[i & 3] = _mm256_sub_epi64(acc[i & 3], _mm256_castpd_si256(m));
+  __m256i c[16];
+  for (int i = 0; i < 16; ++i) {  // x <= key (x < key): the load folds into the compare
+    c[i] = _mm256_castpd_si256(
+        _mm256_cmp_pd(vx, _mm256_loadu_pd(w + 4 * i), kStrict ? _CMP_LT_OQ : _CMP_LE_OQ));
   }
-  const __m256i s =
-      _mm256_add_epi64(_mm256_add_epi64(acc[0], acc[1]), _mm256_add_epi64(acc[2], acc[3]));
-  const __m128i t = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-  return static_cast<size_t>(_mm_cvtsi128_si64(t) + _mm_extract_epi64(t, 1));
+  __m256i h[8];
+  for (int i = 0; i < 8; ++i)
+    h[i] = _mm256_packs_epi32(c[2 * i], c[2 * i + 1]);  // 2 x int16 per key
+  __m256i q[4];
+  for (int i = 0; i < 4; ++i)
+    q[i] = _mm256_packs_epi16(h[2 * i], h[2 * i + 1]);  // 2 x int8 per key
+  const __m256i b0 = _mm256_packs_epi16(q[0], q[1]);    // 1 x int8 per key
+  const __m256i b1 = _mm256_packs_epi16(q[2], q[3]);
+  const uint64_t bits = static_cast<uint32_t>(_mm256_movemask_epi8(b0)) |
+                        uint64_t{static_cast<uint32_t>(_mm256_movemask_epi8(b1))} << 32;
+  return static_cast<size_t>(std::popcount(bits));
 #else
   size_t n = 0;
-  for (int i = 0; i < kN; ++i)
+  for (int i = 0; i < 64; ++i)
     n += kStrict ? w[i] > x : w[i] >= x;
   return n;
 #endif
@@ -214,7 +225,8 @@ inline void SideOrder::erase_at(size_t pos) noexcept {
 template <bool kStrict>
 inline size_t SideOrder::bound(double key) const noexcept {
   const size_t n = size();
-  const size_t top = count_not_below<kStrict, kTop>(keys_.data() + end_ - kTop, key);
+  static_assert(kTop == 64, "count_not_below counts 64 keys");
+  const size_t top = count_not_below<kStrict>(keys_.data() + end_ - kTop, key);
   if (top < kTop || n <= kTop) [[likely]] {
     return n - top;
   }
@@ -257,8 +269,8 @@ OrderBook::OrderBook(uint32_t capacity) : mult_(kGolden) {
 void OrderBook::clear() noexcept {
   order_[0].clear();
   order_[1].clear();
-  for (size_t i = 0; i < cells_.size(); ++i)
-    cells_[i].side = kFree;
+  for (size_t b = 0; b < buckets_.size(); ++b)
+    std::fill(buckets_[b].side, buckets_[b].side + 4, kFree);
   free_count_ = capacity_;
   for (uint32_t k = 0; k < capacity_; ++k)
     free_[k] = capacity_ - 1 - k;  // slot 0 on top
@@ -268,7 +280,7 @@ void OrderBook::reserve(uint32_t levels) {
   if (levels > capacity_) rebuild(levels);
 }
 
-// Re-creates every array for `capacity` levels (index load factor <= 2/3 when full), keeping the
+// Re-creates every array for `capacity` levels (index load factor <= 1/2 when full), keeping the
 // levels and their slots. Cold path; allocates.
 void OrderBook::rebuild(uint32_t capacity) {
   if (capacity >= (1u << 30)) throw std::length_error("OrderBook: more than 2^30 levels");
@@ -282,12 +294,12 @@ void OrderBook::rebuild(uint32_t capacity) {
     free_slots[free_count++] = free_[k];
   order_[0].reserve(capacity);
   order_[1].reserve(capacity);
-  uint64_t cells = 32;
-  while (cells < static_cast<uint64_t>(capacity) * 3 / 2)
-    cells <<= 1;
-  cells_ = book_detail::LineArray<Cell>(cells);
-  mask_ = cells - 1;
-  group_shift_ = 64 - static_cast<uint32_t>(std::countr_zero(cells / 4));
+  uint64_t buckets = 8;  // four cells each, two cells per level at capacity
+  while (buckets * 4 < static_cast<uint64_t>(capacity) * 2)
+    buckets <<= 1;
+  buckets_ = book_detail::LineArray<Bucket>(buckets);
+  mask_ = buckets - 1;
+  bucket_shift_ = 64 - static_cast<uint32_t>(std::countr_zero(buckets));
   pool_ = std::move(pool);
   free_ = std::move(free_slots);
   free_count_ = free_count;
@@ -296,17 +308,21 @@ void OrderBook::rebuild(uint32_t capacity) {
 }
 
 void OrderBook::reindex() noexcept {
-  for (size_t i = 0; i < cells_.size(); ++i)
-    cells_[i].side = kFree;
+  for (size_t b = 0; b < buckets_.size(); ++b)
+    std::fill(buckets_[b].side, buckets_[b].side + 4, kFree);
   for (unsigned side = 0; side < 2; ++side) {
     const auto& o = order_[side];
     for (size_t k = 0; k < o.size(); ++k) {
       const uint32_t slot = o.slots()[k];
       const uint64_t id = pool_[slot].id;
-      uint64_t i = home(id);
-      while (cells_[i].side != kFree)
-        i = (i + 1) & mask_;
-      cells_[i] = Cell{id, slot, side};
+      uint64_t b = home(id);
+      while (free_mask(buckets_[b]) == 0)
+        b = (b + 1) & mask_;
+      Bucket& bucket = buckets_[b];
+      const auto lane = static_cast<unsigned>(std::countr_zero(free_mask(bucket)));
+      bucket.id[lane] = id;
+      bucket.slot[lane] = slot;
+      bucket.side[lane] = side;
     }
   }
 }
@@ -317,43 +333,110 @@ void OrderBook::reseed() noexcept {
   reindex();
 }
 
-OrderBook::Probe OrderBook::probe(unsigned side, uint64_t id) const noexcept {
-  uint64_t i = home(id);
-  for (uint32_t length = 0;; ++length, i = (i + 1) & mask_) {
-    const Cell& c = cells_[i];
-    if (matches(c, side, id)) return Probe{i, length, true};
-    if (c.side == kFree) return Probe{i, length, false};
-  }
+unsigned OrderBook::match_mask(const Bucket& b, unsigned side, uint64_t id) noexcept {
+#if defined(__AVX2__)
+  const __m256i ids = _mm256_load_si256(reinterpret_cast<const __m256i*>(b.id));
+  const __m256i id_eq = _mm256_cmpeq_epi64(ids, _mm256_set1_epi64x(static_cast<int64_t>(id)));
+  const __m128i sides = _mm_load_si128(reinterpret_cast<const __m128i*>(b.side));
+  const __m128i side_eq = _mm_cmpeq_epi32(sides, _mm_set1_epi32(static_cast<int>(side)));
+  return static_cast<unsigned>(_mm256_movemask_pd(_mm256_castsi256_pd(id_eq)) &
+                               _mm_movemask_ps(_mm_castsi128_ps(side_eq)));
+#else
+  unsigned m = 0;
+  for (unsigned i = 0; i < 4; ++i)
+    m |= static_cast<unsigned>(b.id[i] == id && b.side[i] == side) << i;
+  return m;
+#endif
 }
 
-uint64_t OrderBook::find(unsigned side, uint64_t id) const noexcept {
-  for (uint64_t i = home(id);; i = (i + 1) & mask_) {
-    const Cell& c = cells_[i];
-    if (matches(c, side, id)) return i;
-    if (c.side == kFree) return kNotFound;
-  }
+unsigned OrderBook::free_mask(const Bucket& b) noexcept {
+#if defined(__AVX2__)
+  const __m128i sides = _mm_load_si128(reinterpret_cast<const __m128i*>(b.side));
+  return static_cast<unsigned>(
+      _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(sides, _mm_set1_epi32(kFree)))));
+#else
+  unsigned m = 0;
+  for (unsigned i = 0; i < 4; ++i)
+    m |= static_cast<unsigned>(b.side[i] == kFree) << i;
+  return m;
+#endif
 }
 
-// Backward-shift deletion: keeps probe chains intact without tombstones.
-void OrderBook::index_erase(uint64_t pos) noexcept {
-  uint64_t hole = pos;
-  for (uint64_t i = (pos + 1) & mask_; cells_[i].side != kFree; i = (i + 1) & mask_) {
-    const uint64_t h = home(cells_[i].id);
-    // Move cell i into the hole if its home is not within (hole, i] cyclically.
-    const bool between = hole <= i ? (h > hole && h <= i) : (h > hole || h <= i);
-    if (!between) {
-      cells_[hole] = cells_[i];
-      hole = i;
+// Buckets are probed in order from the home bucket. Invariant: a cell lives in bucket b only if
+// every bucket from its home up to b - 1 is full. So a lookup may stop at the first bucket with a
+// free cell, and an insert takes the first free cell it meets.
+inline OrderBook::Probe OrderBook::probe(unsigned side, uint64_t id) const noexcept {
+  uint64_t b = home(id);
+  for (uint32_t length = 0;; ++length, b = (b + 1) & mask_) {
+    const Bucket& bucket = buckets_[b];
+    if (const unsigned m = match_mask(bucket, side, id)) {
+      return Probe{b * 4 + static_cast<unsigned>(std::countr_zero(m)), length, true};
+    }
+    if (const unsigned f = free_mask(bucket)) {
+      return Probe{b * 4 + static_cast<unsigned>(std::countr_zero(f)), length, false};
     }
   }
-  cells_[hole].side = kFree;
+}
+
+inline uint64_t OrderBook::find(unsigned side, uint64_t id) const noexcept {
+  for (uint64_t b = home(id);; b = (b + 1) & mask_) {
+    const Bucket& bucket = buckets_[b];
+    if (const unsigned m = match_mask(bucket, side, id)) {
+      return b * 4 + static_cast<unsigned>(std::countr_zero(m));
+    }
+    if (free_mask(bucket)) return kNotFound;
+  }
+}
+
+// A free cell in a bucket that had one already changes no probe sequence (nothing probed past the
+// bucket): the common case, O(1). Only freeing a full bucket's cell needs refill().
+inline void OrderBook::index_erase(uint64_t cell) noexcept {
+  Bucket& bucket = buckets_[cell >> 2];
+  const bool was_full = free_mask(bucket) == 0;
+  bucket.side[cell & 3] = kFree;
+  if (was_full) [[unlikely]] {
+    refill(cell >> 2, static_cast<unsigned>(cell & 3));
+  }
+}
+
+// Backward shift at bucket granularity (no tombstones, so a long-running book never degrades):
+// walks the buckets after the hole; a cell whose home is not in (hole, j] probed past the hole's
+// bucket and moves into the hole, which then moves to its bucket j. Stops at a bucket that was not
+// full: no cell probed past it.
+void OrderBook::refill(uint64_t hole, unsigned lane) noexcept {
+  for (uint64_t j = (hole + 1) & mask_;; j = (j + 1) & mask_) {
+    Bucket& bj = buckets_[j];
+    const bool j_was_full = free_mask(bj) == 0;
+    unsigned moved = 4;
+    for (unsigned k = 0; k < 4 && moved == 4; ++k) {
+      if (bj.side[k] == kFree) continue;
+      const uint64_t h = home(bj.id[k]);
+      const bool between = hole <= j ? (h > hole && h <= j) : (h > hole || h <= j);
+      if (!between) {
+        Bucket& bh = buckets_[hole];
+        bh.id[lane] = bj.id[k];
+        bh.slot[lane] = bj.slot[k];
+        bh.side[lane] = bj.side[k];
+        bj.side[k] = kFree;
+        moved = k;
+      }
+    }
+    if (!j_was_full) return;
+    if (moved < 4) {
+      hole = j;
+      lane = moved;
+    }
+  }
 }
 
 uint32_t OrderBook::add_level(uint64_t cell, unsigned side, uint64_t id, double price,
                               int64_t size) noexcept {
   const uint32_t slot = free_[--free_count_];
   pool_[slot] = BookLevel{price, size, id};
-  cells_[cell] = Cell{id, slot, side};
+  Bucket& b = buckets_[cell >> 2];
+  b.id[cell & 3] = id;
+  b.slot[cell & 3] = slot;
+  b.side[cell & 3] = side;
   return slot;
 }
 
@@ -403,7 +486,7 @@ OrderBook::Result OrderBook::bulk_insert(Side side, uint64_t id, double price, i
   const unsigned s = index(side);
   const Probe p = probe(s, id);
   if (p.found) {  // repeated level inside one partial: the last one wins (finish_bulk sorts)
-    pool_[cells_[p.cell].slot] = BookLevel{price, size, id};
+    pool_[slot_at(p.cell)] = BookLevel{price, size, id};
     return Result::kDuplicateInsert;
   }
   if (p.length > kMaxProbe || this->size() >= capacity_) {
@@ -423,7 +506,7 @@ OrderBook::Result OrderBook::update(Side side, uint64_t id, int64_t size, bool h
   const unsigned s = index(side);
   const uint64_t at = find(s, id);
   if (at == kNotFound) return Result::kUnknownLevel;
-  const uint32_t slot = cells_[at].slot;
+  const uint32_t slot = slot_at(at);
   BookLevel& l = pool_[slot];
   l.size = size;
   if (!has_price || price == l.price) return Result::kOk;  // in place: no search
@@ -438,7 +521,7 @@ OrderBook::Result OrderBook::remove(Side side, uint64_t id) noexcept {
   const unsigned s = index(side);
   const uint64_t at = find(s, id);
   if (at == kNotFound) return Result::kUnknownLevel;
-  const uint32_t slot = cells_[at].slot;
+  const uint32_t slot = slot_at(at);
   auto& o = order_[s];
   o.erase_at(o.position(key_of(s, pool_[slot].price), slot));
   free_[free_count_++] = slot;

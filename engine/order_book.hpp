@@ -129,7 +129,7 @@ class SideOrder {
  public:
   static constexpr size_t kTop = 64;       // keys counted first by a search
   static constexpr size_t kLowPad = kTop;  // how far below begin_ a search may read
-  static constexpr size_t kHighPad = 16;   // 32-byte copies run up to 7 slots past the end
+  static constexpr size_t kHighPad = 32;   // shifts copy up to 16 slots past the end
 
   [[nodiscard]] size_t size() const noexcept { return end_ - begin_; }
   [[nodiscard]] bool empty() const noexcept { return end_ == begin_; }
@@ -180,8 +180,9 @@ class OrderBook {
     kDuplicateInsert,  // insert of a (side, id) already held: applied as a replacement
   };
 
-  // An insert that probes more index cells than this re-seeds the index hash (see above).
-  static constexpr uint32_t kMaxProbe = 64;
+  // An insert that passes more full index buckets (4 cells each) than this re-seeds the index
+  // hash (see above).
+  static constexpr uint32_t kMaxProbe = 16;
 
   explicit OrderBook(uint32_t capacity = 256);
   // Copies are deep and independent (benchmarks replay deltas on copies of one image). Cold path.
@@ -236,14 +237,15 @@ class OrderBook {
   [[nodiscard]] uint64_t rehashes() const noexcept { return rehashes_; }
 
  private:
-  static constexpr uint32_t kFree = 2;  // Cell::side of a free cell: matches no side
-  // An index cell: 16 bytes, four to a cache line.
-  struct Cell {
-    uint64_t id;
-    uint32_t slot;
-    uint32_t side;  // 0, 1, or kFree
+  static constexpr uint32_t kFree = 2;  // the side of a free cell: matches no side
+  // An index bucket: one cache line of four cells, each field's four values side by side so that
+  // one AVX2 compare tests all four cells. A cell is addressed as bucket * 4 + lane.
+  struct alignas(64) Bucket {
+    uint64_t id[4];
+    uint32_t slot[4];
+    uint32_t side[4];  // 0, 1, or kFree
   };
-  static_assert(sizeof(Cell) == 16);
+  static_assert(sizeof(Bucket) == 64);
 
   // Bids keep their price as key, asks its negation: both sides ascend towards the best. Flipping
   // the sign bit is exact and has no branch (side comes from the data: a branch on it would be a
@@ -252,28 +254,32 @@ class OrderBook {
     return std::bit_cast<double>(std::bit_cast<uint64_t>(price) ^ (uint64_t{side} << 63));
   }
 
-  // Home cell of `id`: groups of four consecutive ids share a line, groups are scattered by
-  // multiply-shift hashing of id / 4 with the odd multiplier mult_ (the top bits of the product
-  // depend on every bit of the id).
+  // Home bucket of `id`: groups of four consecutive ids share a bucket (2021: adjacent ticks),
+  // groups are scattered by multiply-shift hashing of id / 4 with the odd multiplier mult_ (the
+  // top bits of the product depend on every bit of the id).
   [[nodiscard]] uint64_t home(uint64_t id) const noexcept {
-    return (((id >> 2) * mult_) >> group_shift_) << 2 | (id & 3);
+    return ((id >> 2) * mult_) >> bucket_shift_;
   }
-  // One branch, not two: a free cell's side matches no side.
-  static bool matches(const Cell& c, unsigned side, uint64_t id) noexcept {
-    return ((c.id ^ id) | (c.side ^ side)) == 0;
+  // Bit i set: cell i of `b` holds (side, id) / is free.
+  static unsigned match_mask(const Bucket& b, unsigned side, uint64_t id) noexcept;
+  static unsigned free_mask(const Bucket& b) noexcept;
+  [[nodiscard]] uint32_t& slot_at(uint64_t cell) noexcept {
+    return buckets_[cell >> 2].slot[cell & 3];
   }
   // Cell of (side, id), or kNotFound.
   static constexpr uint64_t kNotFound = UINT64_MAX;
   [[nodiscard]] uint64_t find(unsigned side, uint64_t id) const noexcept;
-  // One probe for an insert: the cell holding (side, id) (found), or else the free cell that ends
-  // its probe chain, and how many cells were passed on the way.
+  // One probe for an insert: the cell holding (side, id) (found), or else the first free cell on
+  // its probe sequence, and how many full buckets were passed on the way.
   struct Probe {
     uint64_t cell;
     uint32_t length;
     bool found;
   };
   [[nodiscard]] Probe probe(unsigned side, uint64_t id) const noexcept;
-  void index_erase(uint64_t pos) noexcept;
+  void index_erase(uint64_t cell) noexcept;
+  // index_erase of a cell whose bucket was full: moves back cells that probed past it.
+  void refill(uint64_t bucket, unsigned lane) noexcept;
   // Re-creates the index for the live levels with the current multiplier. No allocation.
   void reindex() noexcept;
   void reseed() noexcept;  // a new multiplier, then reindex()
@@ -289,10 +295,10 @@ class OrderBook {
   book_detail::SideOrder order_[2];  // [kBuy], [kSell]
   book_detail::LineArray<BookLevel> pool_;
   book_detail::LineArray<uint32_t> free_;  // stack of free slots, free_count_ of them
-  book_detail::LineArray<Cell> cells_;
-  uint64_t mask_ = 0;         // cells - 1
-  uint64_t mult_ = 0;         // odd
-  uint32_t group_shift_ = 0;  // 64 - log2(cells / 4)
+  book_detail::LineArray<Bucket> buckets_;
+  uint64_t mask_ = 0;          // buckets - 1
+  uint64_t mult_ = 0;          // odd
+  uint32_t bucket_shift_ = 0;  // 64 - log2(buckets)
   uint32_t free_count_ = 0;
   uint32_t capacity_ = 0;
   uint64_t rehashes_ = 0;
