@@ -12,6 +12,10 @@
 #include <immintrin.h>
 #endif
 
+// The hot path is a handful of small functions; GCC kept some as calls (each with a prologue that
+// realigns the stack for AVX spills). Forced inline, the three operations are one frame each.
+#define BMX_HOT_INLINE [[gnu::always_inline]] inline
+
 namespace bmx {
 
 namespace book_detail {
@@ -32,22 +36,25 @@ constexpr size_t steps(size_t n) noexcept {
 
 #if defined(__AVX2__)
 // One step: the 16 levels at i, read whole before any is written, then written at i + d.
-inline void move_step(double* k, uint32_t* s, ptrdiff_t i, ptrdiff_t d) noexcept {
-  __m256d kv[4];
-  __m256i sv[2];
-  for (int j = 0; j < 4; ++j)
-    kv[j] = _mm256_loadu_pd(k + i + 4 * j);
-  for (int j = 0; j < 2; ++j)
-    sv[j] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i + 8 * j));
-  for (int j = 0; j < 4; ++j)
-    _mm256_storeu_pd(k + i + d + 4 * j, kv[j]);
-  for (int j = 0; j < 2; ++j)
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(s + i + d + 8 * j), sv[j]);
+BMX_HOT_INLINE void move_step(double* k, uint32_t* s, ptrdiff_t i, ptrdiff_t d) noexcept {
+  // Named vectors, not arrays: an array of vectors made GCC realign the stack frame.
+  const __m256d k0 = _mm256_loadu_pd(k + i);
+  const __m256d k1 = _mm256_loadu_pd(k + i + 4);
+  const __m256d k2 = _mm256_loadu_pd(k + i + 8);
+  const __m256d k3 = _mm256_loadu_pd(k + i + 12);
+  const __m256i s0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i));
+  const __m256i s1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i + 8));
+  _mm256_storeu_pd(k + i + d, k0);
+  _mm256_storeu_pd(k + i + d + 4, k1);
+  _mm256_storeu_pd(k + i + d + 8, k2);
+  _mm256_storeu_pd(k + i + d + 12, k3);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(s + i + d), s0);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(s + i + d + 8), s1);
 }
 #endif
 
 // Copies levels [lo, lo + n) to [lo + 1, lo + n + 1), highest step first; n is a multiple of kStep.
-inline void move_up(double* k, uint32_t* s, ptrdiff_t lo, size_t n) noexcept {
+BMX_HOT_INLINE void move_up(double* k, uint32_t* s, ptrdiff_t lo, size_t n) noexcept {
 #if defined(__AVX2__)
   for (ptrdiff_t i = lo + static_cast<ptrdiff_t>(n); i > lo;) {
     i -= kStep;
@@ -60,7 +67,7 @@ inline void move_up(double* k, uint32_t* s, ptrdiff_t lo, size_t n) noexcept {
 }
 
 // Copies levels [lo, lo + n) to [lo - 1, lo + n - 1), lowest step first; n is a multiple of kStep.
-inline void move_down(double* k, uint32_t* s, ptrdiff_t lo, size_t n) noexcept {
+BMX_HOT_INLINE void move_down(double* k, uint32_t* s, ptrdiff_t lo, size_t n) noexcept {
 #if defined(__AVX2__)
   for (ptrdiff_t i = lo, e = lo + static_cast<ptrdiff_t>(n); i < e; i += kStep)
     move_step(k, s, i, -1);
@@ -75,22 +82,22 @@ inline void move_down(double* k, uint32_t* s, ptrdiff_t lo, size_t n) noexcept {
 // count) squeeze the 16 results into two vectors of one byte per key, counted by one popcount: a
 // short dependency chain, where summing the 16 results serially took 16 adds.
 template <bool kStrict>
-inline size_t count_not_below(const double* w, double x) noexcept {
+BMX_HOT_INLINE size_t count_not_below(const double* w, double x) noexcept {
 #if defined(__AVX2__)
   const __m256d vx = _mm256_set1_pd(x);
-  __m256i c[16];
-  for (int i = 0; i < 16; ++i) {  // x <= key (x < key): the load folds into the compare
-    c[i] = _mm256_castpd_si256(
+  // x <= key (x < key): the load folds into the compare.
+  const auto cmp = [&](int i) {
+    return _mm256_castpd_si256(
         _mm256_cmp_pd(vx, _mm256_loadu_pd(w + 4 * i), kStrict ? _CMP_LT_OQ : _CMP_LE_OQ));
-  }
-  __m256i h[8];
-  for (int i = 0; i < 8; ++i)
-    h[i] = _mm256_packs_epi32(c[2 * i], c[2 * i + 1]);  // 2 x int16 per key
-  __m256i q[4];
-  for (int i = 0; i < 4; ++i)
-    q[i] = _mm256_packs_epi16(h[2 * i], h[2 * i + 1]);  // 2 x int8 per key
-  const __m256i b0 = _mm256_packs_epi16(q[0], q[1]);    // 1 x int8 per key
-  const __m256i b1 = _mm256_packs_epi16(q[2], q[3]);
+  };
+  // Packed as they come, so that few vectors are live at once.
+  const auto quarter = [&](int i) {
+    const __m256i h0 = _mm256_packs_epi32(cmp(4 * i), cmp(4 * i + 1));  // 2 x int16 per key
+    const __m256i h1 = _mm256_packs_epi32(cmp(4 * i + 2), cmp(4 * i + 3));
+    return _mm256_packs_epi16(h0, h1);  // 2 x int8 per key
+  };
+  const __m256i b0 = _mm256_packs_epi16(quarter(0), quarter(1));  // 1 x int8 per key
+  const __m256i b1 = _mm256_packs_epi16(quarter(2), quarter(3));
   const uint64_t bits = static_cast<uint32_t>(_mm256_movemask_epi8(b0)) |
                         uint64_t{static_cast<uint32_t>(_mm256_movemask_epi8(b1))} << 32;
   return static_cast<size_t>(std::popcount(bits));
@@ -180,7 +187,7 @@ void SideOrder::sort_by(KeyOf key_of) {
 // Both ends round the copies up to whole 32-byte chunks, away from the inserted or erased position:
 // the extra elements copied lie in the free room (beyond end_, or below begin_ where keys are -inf
 // and copying -inf down keeps them so), so the copies never disturb a level.
-inline void SideOrder::insert_at(size_t pos, double key, uint32_t slot) noexcept {
+BMX_HOT_INLINE void SideOrder::insert_at(size_t pos, double key, uint32_t slot) noexcept {
   const size_t n = size();
   const bool front = pos < n - pos;  // fewer levels before pos than after it
   if (front ? begin_ == kLowPad : end_ == usable_end()) [[unlikely]] {
@@ -202,7 +209,7 @@ inline void SideOrder::insert_at(size_t pos, double key, uint32_t slot) noexcept
   }
 }
 
-inline void SideOrder::erase_at(size_t pos) noexcept {
+BMX_HOT_INLINE void SideOrder::erase_at(size_t pos) noexcept {
   const size_t n = size();
   assert(pos < n);
   double* k = keys_.data();
@@ -223,7 +230,7 @@ inline void SideOrder::erase_at(size_t pos) noexcept {
 // and never count). Only a level deeper than that pays a binary search of the rest (a chain of
 // dependent loads that miss: the 2021 XBTUSD book has 5557 bids).
 template <bool kStrict>
-inline size_t SideOrder::bound(double key) const noexcept {
+BMX_HOT_INLINE size_t SideOrder::bound(double key) const noexcept {
   const size_t n = size();
   static_assert(kTop == 64, "count_not_below counts 64 keys");
   const size_t top = count_not_below<kStrict>(keys_.data() + end_ - kTop, key);
@@ -233,7 +240,7 @@ inline size_t SideOrder::bound(double key) const noexcept {
   return binary_bound<kStrict>(keys(), n - kTop, key);
 }
 
-inline size_t SideOrder::position(double key, uint32_t slot) const noexcept {
+BMX_HOT_INLINE size_t SideOrder::position(double key, uint32_t slot) const noexcept {
   size_t i = bound<false>(key);
   const uint32_t* s = slots();
   while (s[i] != slot)
@@ -333,7 +340,8 @@ void OrderBook::reseed() noexcept {
   reindex();
 }
 
-unsigned OrderBook::match_mask(const Bucket& b, unsigned side, uint64_t id) noexcept {
+BMX_HOT_INLINE unsigned OrderBook::match_mask(const Bucket& b, unsigned side,
+                                              uint64_t id) noexcept {
 #if defined(__AVX2__)
   const __m256i ids = _mm256_load_si256(reinterpret_cast<const __m256i*>(b.id));
   const __m256i id_eq = _mm256_cmpeq_epi64(ids, _mm256_set1_epi64x(static_cast<int64_t>(id)));
@@ -349,7 +357,7 @@ unsigned OrderBook::match_mask(const Bucket& b, unsigned side, uint64_t id) noex
 #endif
 }
 
-unsigned OrderBook::free_mask(const Bucket& b) noexcept {
+BMX_HOT_INLINE unsigned OrderBook::free_mask(const Bucket& b) noexcept {
 #if defined(__AVX2__)
   const __m128i sides = _mm_load_si128(reinterpret_cast<const __m128i*>(b.side));
   return static_cast<unsigned>(
@@ -365,7 +373,7 @@ unsigned OrderBook::free_mask(const Bucket& b) noexcept {
 // Buckets are probed in order from the home bucket. Invariant: a cell lives in bucket b only if
 // every bucket from its home up to b - 1 is full. So a lookup may stop at the first bucket with a
 // free cell, and an insert takes the first free cell it meets.
-inline OrderBook::Probe OrderBook::probe(unsigned side, uint64_t id) const noexcept {
+BMX_HOT_INLINE OrderBook::Probe OrderBook::probe(unsigned side, uint64_t id) const noexcept {
   uint64_t b = home(id);
   for (uint32_t length = 0;; ++length, b = (b + 1) & mask_) {
     const Bucket& bucket = buckets_[b];
@@ -378,7 +386,7 @@ inline OrderBook::Probe OrderBook::probe(unsigned side, uint64_t id) const noexc
   }
 }
 
-inline uint64_t OrderBook::find(unsigned side, uint64_t id) const noexcept {
+BMX_HOT_INLINE uint64_t OrderBook::find(unsigned side, uint64_t id) const noexcept {
   for (uint64_t b = home(id);; b = (b + 1) & mask_) {
     const Bucket& bucket = buckets_[b];
     if (const unsigned m = match_mask(bucket, side, id)) {
@@ -390,7 +398,7 @@ inline uint64_t OrderBook::find(unsigned side, uint64_t id) const noexcept {
 
 // A free cell in a bucket that had one already changes no probe sequence (nothing probed past the
 // bucket): the common case, O(1). Only freeing a full bucket's cell needs refill().
-inline void OrderBook::index_erase(uint64_t cell) noexcept {
+BMX_HOT_INLINE void OrderBook::index_erase(uint64_t cell) noexcept {
   Bucket& bucket = buckets_[cell >> 2];
   const bool was_full = free_mask(bucket) == 0;
   bucket.side[cell & 3] = kFree;
@@ -429,8 +437,8 @@ void OrderBook::refill(uint64_t hole, unsigned lane) noexcept {
   }
 }
 
-uint32_t OrderBook::add_level(uint64_t cell, unsigned side, uint64_t id, double price,
-                              int64_t size) noexcept {
+BMX_HOT_INLINE uint32_t OrderBook::add_level(uint64_t cell, unsigned side, uint64_t id,
+                                             double price, int64_t size) noexcept {
   const uint32_t slot = free_[--free_count_];
   pool_[slot] = BookLevel{price, size, id};
   Bucket& b = buckets_[cell >> 2];
@@ -440,7 +448,8 @@ uint32_t OrderBook::add_level(uint64_t cell, unsigned side, uint64_t id, double 
   return slot;
 }
 
-void OrderBook::place(unsigned side, uint32_t slot, double price, bool bulk) noexcept {
+BMX_HOT_INLINE void OrderBook::place(unsigned side, uint32_t slot, double price,
+                                     bool bulk) noexcept {
   auto& o = order_[side];
   const double key = key_of(side, price);
   if (bulk) {
