@@ -163,7 +163,8 @@ void SideOrder::recenter() noexcept {
 }
 
 void SideOrder::push_back(double key, uint32_t slot) noexcept {
-  if (end_ == usable_end()) {  // move the levels to the front once, not to the middle each time
+  if (end_ == usable_end()) [[unlikely]] {  // move the levels to the front once, not to the middle
+                                            // each time: a partial appends thousands
     const size_t n = size();
     std::memmove(keys_.data() + kLowPad, keys_.data() + begin_, n * sizeof(double));
     std::memmove(slots_.data() + kLowPad, slots_.data() + begin_, n * sizeof(uint32_t));
@@ -230,23 +231,57 @@ BMX_HOT_INLINE void SideOrder::erase_at(size_t pos) noexcept {
 // and never count). Only a level deeper than that pays a binary search of the rest (a chain of
 // dependent loads that miss: the 2021 XBTUSD book has 5557 bids).
 template <bool kStrict>
-BMX_HOT_INLINE size_t SideOrder::bound(double key) const noexcept {
-  const size_t n = size();
+BMX_HOT_INLINE size_t SideOrder::count_top(double key) const noexcept {
   static_assert(kTop == 64, "count_not_below counts 64 keys");
-  const size_t top = count_not_below<kStrict>(keys_.data() + end_ - kTop, key);
-  if (top < kTop || n <= kTop) [[likely]] {
-    return n - top;
-  }
-  return binary_bound<kStrict>(keys(), n - kTop, key);
+  return count_not_below<kStrict>(keys_.data() + end_ - kTop, key);
 }
 
-BMX_HOT_INLINE size_t SideOrder::position(double key, uint32_t slot) const noexcept {
+template <bool kStrict>
+BMX_HOT_INLINE size_t SideOrder::bound_below_top(double key) const noexcept {
+  const size_t n = size();
+  return n <= kTop ? 0 : binary_bound<kStrict>(keys(), n - kTop, key);
+}
+
+template <bool kStrict>
+BMX_HOT_INLINE size_t SideOrder::bound(double key) const noexcept {
+  const size_t top = count_top<kStrict>(key);
+  if (top < kTop) [[likely]] {
+    return size() - top;
+  }
+  return bound_below_top<kStrict>(key);
+}
+
+BMX_HOT_INLINE size_t SideOrder::find(double key, uint32_t slot) const noexcept {
+  const size_t n = size();
   size_t i = bound<false>(key);
+  const double* k = keys();
   const uint32_t* s = slots();
-  while (s[i] != slot)
-    ++i;  // equal prices (never in a sane book)
-  assert(i < size());
-  return i;
+  while (i < n && s[i] != slot) {  // equal prices (never in a sane book)
+    if (k[i] != key) return kNone;
+    ++i;
+  }
+  return i < n ? i : kNone;
+}
+
+BMX_HOT_INLINE void SideOrder::push_front(double key, uint32_t slot) noexcept {
+  if (begin_ == kLowPad) [[unlikely]] {
+    recenter();
+  }
+  --begin_;
+  keys_[begin_] = key;
+  slots_[begin_] = slot;
+}
+
+BMX_HOT_INLINE uint32_t SideOrder::pop_back(double& key) noexcept {
+  --end_;
+  key = keys_[end_];
+  return slots_[end_];
+}
+
+BMX_HOT_INLINE uint32_t SideOrder::pop_front(double& key) noexcept {
+  key = keys_[begin_];
+  keys_[begin_] = kMinusInf;  // below begin_ from now on
+  return slots_[begin_++];
 }
 
 }  // namespace book_detail
@@ -274,8 +309,10 @@ OrderBook::OrderBook(uint32_t capacity) : mult_(kGolden) {
 }
 
 void OrderBook::clear() noexcept {
-  order_[0].clear();
-  order_[1].clear();
+  for (unsigned side = 0; side < 2; ++side) {
+    top_[side].clear();
+    deep_[side].clear();
+  }
   for (size_t b = 0; b < buckets_.size(); ++b)
     std::fill(buckets_[b].side, buckets_[b].side + 4, kFree);
   free_count_ = capacity_;
@@ -299,8 +336,10 @@ void OrderBook::rebuild(uint32_t capacity) {
     free_slots[free_count++] = k;  // the new slots below the free ones we had
   for (uint32_t k = 0; k < free_count_; ++k)
     free_slots[free_count++] = free_[k];
-  order_[0].reserve(capacity);
-  order_[1].reserve(capacity);
+  for (unsigned side = 0; side < 2; ++side) {
+    top_[side].reserve(kTopMax + 1);
+    deep_[side].reserve(capacity);
+  }
   uint64_t buckets = 8;  // four cells each, two cells per level at capacity
   while (buckets * 4 < static_cast<uint64_t>(capacity) * 2)
     buckets <<= 1;
@@ -317,8 +356,9 @@ void OrderBook::rebuild(uint32_t capacity) {
 void OrderBook::reindex() noexcept {
   for (size_t b = 0; b < buckets_.size(); ++b)
     std::fill(buckets_[b].side, buckets_[b].side + 4, kFree);
-  for (unsigned side = 0; side < 2; ++side) {
-    const auto& o = order_[side];
+  for (unsigned tier = 0; tier < 4; ++tier) {
+    const unsigned side = tier & 1;
+    const auto& o = tier < 2 ? top_[side] : deep_[side];
     for (size_t k = 0; k < o.size(); ++k) {
       const uint32_t slot = o.slots()[k];
       const uint64_t id = pool_[slot].id;
@@ -448,15 +488,74 @@ BMX_HOT_INLINE uint32_t OrderBook::add_level(uint64_t cell, unsigned side, uint6
   return slot;
 }
 
+// A new level goes after the levels of an equal price (nearer the best). The top tier's count of
+// its 64 best keys decides most inserts alone: fewer than 64 keys rank above the new one, so it
+// belongs in the top tier (which holds at least kTopMin = 64 levels whenever the deep tier holds
+// any). Only a deeper level reads the tier's front key.
 BMX_HOT_INLINE void OrderBook::place(unsigned side, uint32_t slot, double price,
                                      bool bulk) noexcept {
-  auto& o = order_[side];
+  auto& top = top_[side];
+  auto& deep = deep_[side];
   const double key = key_of(side, price);
   if (bulk) {
-    o.push_back(key, slot);
-  } else {
-    o.insert_at(o.bound<true>(key), key, slot);  // after levels of an equal price
+    deep.push_back(key, slot);  // finish_bulk sorts the deep tier and fills the top one
+    return;
   }
+  const size_t above = top.count_top<true>(key);
+  if (above < kTopMin) [[likely]] {
+    top.insert_at(top.size() - above, key, slot);
+  } else if (deep.empty() || key >= top.front_key()) {
+    top.insert_at(top.bound_below_top<true>(key), key, slot);
+  } else {
+    deep.insert_at(deep.bound<true>(key), key, slot);
+    return;
+  }
+  if (top.size() > kTopMax) [[unlikely]] {
+    spill_top(side);
+  }
+}
+
+BMX_HOT_INLINE void OrderBook::unplace(unsigned side, uint32_t slot, double price) noexcept {
+  auto& top = top_[side];
+  auto& deep = deep_[side];
+  const double key = key_of(side, price);
+  const size_t n = top.size();
+  const size_t above = top.count_top<false>(key);
+  size_t pos = book_detail::SideOrder::kNone;
+  if (above < kTopMin) [[likely]] {
+    pos = n - above;
+    const double* k = top.keys();
+    const uint32_t* s = top.slots();
+    while (pos < n && s[pos] != slot) {  // equal prices (never in a sane book)
+      pos = k[pos] == key ? pos + 1 : book_detail::SideOrder::kNone;
+    }
+    if (pos == n) pos = book_detail::SideOrder::kNone;
+  } else if (deep.empty() || key >= top.front_key()) {
+    pos = top.find(key, slot);
+  }
+  if (pos != book_detail::SideOrder::kNone) [[likely]] {
+    top.erase_at(pos);
+    if (top.size() < kTopMin && !deep.empty()) [[unlikely]] {
+      refill_top(side);
+    }
+    return;
+  }
+  pos = deep.find(key, slot);  // below the top tier, or an equal price at the tiers' seam
+  assert(pos != book_detail::SideOrder::kNone);
+  deep.erase_at(pos);
+}
+
+// One level per call: the top tier stays within [kTopMin, kTopMax] at O(1) a change.
+void OrderBook::spill_top(unsigned side) noexcept {
+  double key;
+  const uint32_t slot = top_[side].pop_front(key);
+  deep_[side].push_back(key, slot);
+}
+
+void OrderBook::refill_top(unsigned side) noexcept {
+  double key;
+  const uint32_t slot = deep_[side].pop_back(key);
+  top_[side].push_front(key, slot);
 }
 
 // Growth (allocates) and probes longer than kMaxProbe (re-seeds the index). (side, id) is known
@@ -506,8 +605,21 @@ OrderBook::Result OrderBook::bulk_insert(Side side, uint64_t id, double price, i
 }
 
 void OrderBook::finish_bulk() {
-  for (unsigned side = 0; side < 2; ++side)
-    order_[side].sort_by([this, side](uint32_t slot) { return key_of(side, pool_[slot].price); });
+  for (unsigned side = 0; side < 2; ++side) {
+    auto& top = top_[side];
+    auto& deep = deep_[side];
+    double key;
+    while (!top.empty()) {  // levels from before the bulk (none after clear()): sort them too
+      const uint32_t slot = top.pop_back(key);
+      deep.push_back(key, slot);
+    }
+    deep.sort_by([this, side](uint32_t slot) { return key_of(side, pool_[slot].price); });
+    const size_t fill = std::min(kTopFill, deep.size());
+    for (size_t i = 0; i < fill; ++i) {  // best first: each later one goes below it
+      const uint32_t slot = deep.pop_back(key);
+      top.push_front(key, slot);
+    }
+  }
 }
 
 OrderBook::Result OrderBook::update(Side side, uint64_t id, int64_t size, bool has_price,
@@ -519,8 +631,7 @@ OrderBook::Result OrderBook::update(Side side, uint64_t id, int64_t size, bool h
   BookLevel& l = pool_[slot];
   l.size = size;
   if (!has_price || price == l.price) return Result::kOk;  // in place: no search
-  auto& o = order_[s];
-  o.erase_at(o.position(key_of(s, l.price), slot));  // the level moves to its new price
+  unplace(s, slot, l.price);                               // the level moves to its new price
   l.price = price;
   place(s, slot, price, false);
   return Result::kOk;
@@ -531,8 +642,7 @@ OrderBook::Result OrderBook::remove(Side side, uint64_t id) noexcept {
   const uint64_t at = find(s, id);
   if (at == kNotFound) return Result::kUnknownLevel;
   const uint32_t slot = slot_at(at);
-  auto& o = order_[s];
-  o.erase_at(o.position(key_of(s, pool_[slot].price), slot));
+  unplace(s, slot, pool_[slot].price);
   free_[free_count_++] = slot;
   index_erase(at);
   return Result::kOk;
