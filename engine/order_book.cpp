@@ -1,255 +1,654 @@
 #include "engine/order_book.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cassert>
 #include <cstddef>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+// The hot path is a handful of small functions; GCC kept some as calls (each with a prologue that
+// realigns the stack for AVX spills). Forced inline, the three operations are one frame each.
+#define BMX_HOT_INLINE [[gnu::always_inline]] inline
 
 namespace bmx {
 
+namespace book_detail {
+
 namespace {
 
-// First index in `a[0, len)` (best at the back) whose level is not worse than `x` (in key space:
-// price * sign, ascending); `strict`: the first strictly better. Branchless within the range (the
-// ternary becomes a conditional move). Multiplying by +-1 is exact, so the order is exact.
-size_t search_range(const BookLevel* a, size_t len, double x, double sign, bool strict) noexcept {
-  if (len == 0) return 0;
-  const BookLevel* base = a;
+constexpr double kMinusInf = -std::numeric_limits<double>::infinity();
+
+// A shift moves keys and slots together, 16 levels per step (four 32-byte copies of keys, two of
+// slots), so a shift has one loop and one exit to predict, and the shallow half of the shifts is
+// one step. (8 per step mispredicted the exit more often; 32 per step touched more lines.) Inline
+// copies: the shifts of a book are short (most under 64 levels) and of varying length, where a
+// memmove call costs a call, a dispatch on the length and its mispredictions.
+constexpr size_t kStep = 16;
+constexpr size_t steps(size_t n) noexcept {
+  return (n + kStep - 1) & ~(kStep - 1);
+}
+
+#if defined(__AVX2__)
+// One step: the 16 levels at i, read whole before any is written, then written at i + d.
+BMX_HOT_INLINE void move_step(double* k, uint32_t* s, ptrdiff_t i, ptrdiff_t d) noexcept {
+  // Named vectors, not arrays: an array of vectors made GCC realign the stack frame.
+  const __m256d k0 = _mm256_loadu_pd(k + i);
+  const __m256d k1 = _mm256_loadu_pd(k + i + 4);
+  const __m256d k2 = _mm256_loadu_pd(k + i + 8);
+  const __m256d k3 = _mm256_loadu_pd(k + i + 12);
+  const __m256i s0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i));
+  const __m256i s1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i + 8));
+  _mm256_storeu_pd(k + i + d, k0);
+  _mm256_storeu_pd(k + i + d + 4, k1);
+  _mm256_storeu_pd(k + i + d + 8, k2);
+  _mm256_storeu_pd(k + i + d + 12, k3);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(s + i + d), s0);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(s + i + d + 8), s1);
+}
+#endif
+
+// Copies levels [lo, lo + n) to [lo + 1, lo + n + 1), highest step first; n is a multiple of kStep.
+BMX_HOT_INLINE void move_up(double* k, uint32_t* s, ptrdiff_t lo, size_t n) noexcept {
+#if defined(__AVX2__)
+  for (ptrdiff_t i = lo + static_cast<ptrdiff_t>(n); i > lo;) {
+    i -= kStep;
+    move_step(k, s, i, 1);
+  }
+#else
+  std::memmove(k + lo + 1, k + lo, n * sizeof(double));
+  std::memmove(s + lo + 1, s + lo, n * sizeof(uint32_t));
+#endif
+}
+
+// Copies levels [lo, lo + n) to [lo - 1, lo + n - 1), lowest step first; n is a multiple of kStep.
+BMX_HOT_INLINE void move_down(double* k, uint32_t* s, ptrdiff_t lo, size_t n) noexcept {
+#if defined(__AVX2__)
+  for (ptrdiff_t i = lo, e = lo + static_cast<ptrdiff_t>(n); i < e; i += kStep)
+    move_step(k, s, i, -1);
+#else
+  std::memmove(k + lo - 1, k + lo, n * sizeof(double));
+  std::memmove(s + lo - 1, s + lo, n * sizeof(uint32_t));
+#endif
+}
+
+// How many of the 64 keys at `w` are >= x (kStrict: > x). No branch. Each compare yields a lane
+// of all ones or zeros per key; three rounds of saturating packs (order does not matter for a
+// count) squeeze the 16 results into two vectors of one byte per key, counted by one popcount: a
+// short dependency chain, where summing the 16 results serially took 16 adds.
+template <bool kStrict>
+BMX_HOT_INLINE size_t count_not_below(const double* w, double x) noexcept {
+#if defined(__AVX2__)
+  const __m256d vx = _mm256_set1_pd(x);
+  // x <= key (x < key): the load folds into the compare.
+  const auto cmp = [&](int i) {
+    return _mm256_castpd_si256(
+        _mm256_cmp_pd(vx, _mm256_loadu_pd(w + 4 * i), kStrict ? _CMP_LT_OQ : _CMP_LE_OQ));
+  };
+  // Packed as they come, so that few vectors are live at once.
+  const auto quarter = [&](int i) {
+    const __m256i h0 = _mm256_packs_epi32(cmp(4 * i), cmp(4 * i + 1));  // 2 x int16 per key
+    const __m256i h1 = _mm256_packs_epi32(cmp(4 * i + 2), cmp(4 * i + 3));
+    return _mm256_packs_epi16(h0, h1);  // 2 x int8 per key
+  };
+  const __m256i b0 = _mm256_packs_epi16(quarter(0), quarter(1));  // 1 x int8 per key
+  const __m256i b1 = _mm256_packs_epi16(quarter(2), quarter(3));
+  const uint64_t bits = static_cast<uint32_t>(_mm256_movemask_epi8(b0)) |
+                        uint64_t{static_cast<uint32_t>(_mm256_movemask_epi8(b1))} << 32;
+  return static_cast<size_t>(std::popcount(bits));
+#else
+  size_t n = 0;
+  for (int i = 0; i < 64; ++i)
+    n += kStrict ? w[i] > x : w[i] >= x;
+  return n;
+#endif
+}
+
+// First index in a[0, len) whose key is >= x (kStrict: > x), for len >= 1. Branchless: the
+// ternary becomes a conditional move.
+template <bool kStrict>
+size_t binary_bound(const double* a, size_t len, double x) noexcept {
+  size_t base = 0;
   while (len > 1) {
     const size_t half = len / 2;
-    const double k = base[half - 1].price * sign;
-    base += (strict ? k <= x : k < x) ? half : 0;
+    const double k = a[base + half - 1];
+    // A mask, not a ternary: GCC turns the ternary into a branch, and it is a coin toss.
+    base += half & (0 - static_cast<size_t>(kStrict ? k <= x : k < x));
     len -= half;
   }
-  const double k = base->price * sign;
-  return static_cast<size_t>(base - a) + ((strict ? k <= x : k < x) ? 1 : 0);
-}
-
-// The same over a whole side, trying the 64 levels nearest the top first: they are hot in cache
-// and take most of the traffic, while a binary search over a deep book is a chain of dependent
-// loads that miss (the 2021 XBTUSD book has 5557 bids).
-size_t search(const LevelArray& o, double price, double sign, bool strict) noexcept {
-  constexpr size_t kTop = 64;
-  const size_t n = o.size();
-  const double x = price * sign;
-  if (n > kTop) {
-    const size_t top = n - kTop;
-    const double k = o[top - 1].price * sign;
-    if (strict ? k <= x : k < x) return top + search_range(o.data() + top, kTop, x, sign, strict);
-    return search_range(o.data(), top, x, sign, strict);
-  }
-  return search_range(o.data(), n, x, sign, strict);
-}
-
-double sign_of(Side side) noexcept {
-  return side == Side::kBuy ? 1.0 : -1.0;
+  return base + static_cast<size_t>(kStrict ? a[base] <= x : a[base] < x);
 }
 
 }  // namespace
 
-void LevelArray::reserve(size_t levels) {
-  const size_t cap = 2 * levels + 2;
-  if (cap <= cap_) return;
-  auto buf = std::make_unique_for_overwrite<BookLevel[]>(cap);
+void SideOrder::reserve(size_t levels) {
+  const size_t len = kLowPad + 2 * levels + 2 + kHighPad;
+  if (len <= len_) return;
+  LineArray<double> keys(len);
+  LineArray<uint32_t> slots(len);
+  std::fill(keys.data(), keys.data() + len, kMinusInf);
+  std::fill(slots.data(), slots.data() + len, 0u);
   const size_t n = size();
-  const size_t at = (cap - n) / 2;
-  if (n) std::memcpy(buf.get() + at, buf_.get() + begin_, n * sizeof(BookLevel));
-  buf_ = std::move(buf);
-  cap_ = cap;
-  begin_ = at;
-  end_ = at + n;
-}
-
-void LevelArray::recenter() noexcept {
-  const size_t n = size();
-  const size_t at = (cap_ - n) / 2;
-  std::memmove(buf_.get() + at, buf_.get() + begin_, n * sizeof(BookLevel));
-  begin_ = at;
-  end_ = at + n;
-}
-
-void LevelArray::insert_at(size_t pos, const BookLevel& level) noexcept {
-  const size_t n = size();
-  assert(n + 2 < cap_);
-  const bool front = pos < n - pos;  // fewer levels before pos than after it
-  if ((front && begin_ == 0) || (!front && end_ == cap_)) recenter();
-  BookLevel* b = buf_.get();
-  if (front) {
-    std::memmove(b + begin_ - 1, b + begin_, pos * sizeof(BookLevel));
-    --begin_;
-  } else {
-    std::memmove(b + begin_ + pos + 1, b + begin_ + pos, (n - pos) * sizeof(BookLevel));
-    ++end_;
+  const size_t at = kLowPad + (len - kLowPad - kHighPad - n) / 2;
+  if (n) {
+    std::memcpy(keys.data() + at, keys_.data() + begin_, n * sizeof(double));
+    std::memcpy(slots.data() + at, slots_.data() + begin_, n * sizeof(uint32_t));
   }
-  b[begin_ + pos] = level;
+  keys_ = std::move(keys);
+  slots_ = std::move(slots);
+  len_ = len;
+  begin_ = at;
+  end_ = at + n;
 }
 
-void LevelArray::erase_at(size_t pos) noexcept {
+void SideOrder::clear() noexcept {
+  const size_t mid = kLowPad + (len_ - kLowPad - kHighPad) / 2;
+  std::fill(keys_.data(), keys_.data() + std::max(end_, mid), kMinusInf);
+  begin_ = end_ = mid;
+}
+
+void SideOrder::recenter() noexcept {
+  const size_t n = size();
+  const size_t at = kLowPad + (usable_end() - kLowPad - n) / 2;
+  std::memmove(keys_.data() + at, keys_.data() + begin_, n * sizeof(double));
+  std::memmove(slots_.data() + at, slots_.data() + begin_, n * sizeof(uint32_t));
+  if (at > begin_) std::fill(keys_.data() + begin_, keys_.data() + at, kMinusInf);
+  begin_ = at;
+  end_ = at + n;
+}
+
+void SideOrder::push_back(double key, uint32_t slot) noexcept {
+  if (end_ == usable_end()) [[unlikely]] {  // move the levels to the front once, not to the middle
+                                            // each time: a partial appends thousands
+    const size_t n = size();
+    std::memmove(keys_.data() + kLowPad, keys_.data() + begin_, n * sizeof(double));
+    std::memmove(slots_.data() + kLowPad, slots_.data() + begin_, n * sizeof(uint32_t));
+    begin_ = kLowPad;
+    end_ = kLowPad + n;
+  }
+  keys_[end_] = key;
+  slots_[end_] = slot;
+  ++end_;
+}
+
+template <class KeyOf>
+void SideOrder::sort_by(KeyOf key_of) {
+  recenter();
+  uint32_t* s = slots_.data() + begin_;
+  std::sort(s, s + size(), [&](uint32_t a, uint32_t b) { return key_of(a) < key_of(b); });
+  for (size_t i = begin_; i < end_; ++i)
+    keys_[i] = key_of(slots_[i]);
+}
+
+// Both ends round the copies up to whole 32-byte chunks, away from the inserted or erased position:
+// the extra elements copied lie in the free room (beyond end_, or below begin_ where keys are -inf
+// and copying -inf down keeps them so), so the copies never disturb a level.
+BMX_HOT_INLINE void SideOrder::insert_at(size_t pos, double key, uint32_t slot) noexcept {
+  const size_t n = size();
+  const bool front = pos < n - pos;  // fewer levels before pos than after it
+  if (front ? begin_ == kLowPad : end_ == usable_end()) [[unlikely]] {
+    recenter();
+  }
+  double* k = keys_.data();
+  uint32_t* s = slots_.data();
+  const auto at = static_cast<ptrdiff_t>(begin_ + pos);
+  if (front) {  // [0, pos) -> [-1, pos - 1)
+    move_down(k, s, at - static_cast<ptrdiff_t>(steps(pos)), steps(pos));
+    --begin_;
+    k[at - 1] = key;
+    s[at - 1] = slot;
+  } else {  // [pos, n) -> [pos + 1, n + 1)
+    move_up(k, s, at, steps(n - pos));
+    ++end_;
+    k[at] = key;
+    s[at] = slot;
+  }
+}
+
+BMX_HOT_INLINE void SideOrder::erase_at(size_t pos) noexcept {
   const size_t n = size();
   assert(pos < n);
-  BookLevel* b = buf_.get();
-  if (pos < n - 1 - pos) {
-    std::memmove(b + begin_ + 1, b + begin_, pos * sizeof(BookLevel));
+  double* k = keys_.data();
+  uint32_t* s = slots_.data();
+  const auto at = static_cast<ptrdiff_t>(begin_ + pos);
+  if (pos < n - 1 - pos) {  // [0, pos) -> [1, pos + 1)
+    move_up(k, s, at - static_cast<ptrdiff_t>(steps(pos)), steps(pos));
+    k[begin_] = kMinusInf;  // below begin_ from now on (pos == 0 copies nothing)
     ++begin_;
-  } else {
-    std::memmove(b + begin_ + pos, b + begin_ + pos + 1, (n - 1 - pos) * sizeof(BookLevel));
+  } else {  // [pos + 1, n) -> [pos, n - 1)
+    move_down(k, s, at + 1, steps(n - 1 - pos));
     --end_;
   }
 }
 
-OrderBook::OrderBook(uint32_t capacity) {
+// The kTop = 64 keys below end_ first: they take most of the traffic and are hot in cache, and
+// counting them is one pass of compares with no branch to mispredict (keys below begin_ are -inf
+// and never count). Only a level deeper than that pays a binary search of the rest (a chain of
+// dependent loads that miss: the 2021 XBTUSD book has 5557 bids).
+template <bool kStrict>
+BMX_HOT_INLINE size_t SideOrder::count_top(double key) const noexcept {
+  static_assert(kTop == 64, "count_not_below counts 64 keys");
+  return count_not_below<kStrict>(keys_.data() + end_ - kTop, key);
+}
+
+template <bool kStrict>
+BMX_HOT_INLINE size_t SideOrder::bound_below_top(double key) const noexcept {
+  const size_t n = size();
+  return n <= kTop ? 0 : binary_bound<kStrict>(keys(), n - kTop, key);
+}
+
+template <bool kStrict>
+BMX_HOT_INLINE size_t SideOrder::bound(double key) const noexcept {
+  const size_t top = count_top<kStrict>(key);
+  if (top < kTop) [[likely]] {
+    return size() - top;
+  }
+  return bound_below_top<kStrict>(key);
+}
+
+BMX_HOT_INLINE size_t SideOrder::find(double key, uint32_t slot) const noexcept {
+  const size_t n = size();
+  size_t i = bound<false>(key);
+  const double* k = keys();
+  const uint32_t* s = slots();
+  while (i < n && s[i] != slot) {  // equal prices (never in a sane book)
+    if (k[i] != key) return kNone;
+    ++i;
+  }
+  return i < n ? i : kNone;
+}
+
+BMX_HOT_INLINE void SideOrder::push_front(double key, uint32_t slot) noexcept {
+  if (begin_ == kLowPad) [[unlikely]] {
+    recenter();
+  }
+  --begin_;
+  keys_[begin_] = key;
+  slots_[begin_] = slot;
+}
+
+BMX_HOT_INLINE uint32_t SideOrder::pop_back(double& key) noexcept {
+  --end_;
+  key = keys_[end_];
+  return slots_[end_];
+}
+
+BMX_HOT_INLINE uint32_t SideOrder::pop_front(double& key) noexcept {
+  key = keys_[begin_];
+  keys_[begin_] = kMinusInf;  // below begin_ from now on
+  return slots_[begin_++];
+}
+
+}  // namespace book_detail
+
+namespace {
+
+constexpr uint64_t kGolden = 0x9e3779b97f4a7c15ULL;  // 2^64 / golden ratio, odd
+
+uint64_t mix64(uint64_t k) noexcept {
+  k ^= k >> 33;
+  k *= 0xff51afd7ed558ccdULL;
+  k ^= k >> 33;
+  k *= 0xc4ceb9fe1a85ec53ULL;
+  k ^= k >> 33;
+  return k;
+}
+
+// How often one insert may re-seed the index before it accepts a long probe.
+constexpr int kMaxReseeds = 3;
+
+}  // namespace
+
+OrderBook::OrderBook(uint32_t capacity) : mult_(kGolden) {
   rebuild(std::max<uint32_t>(capacity, 16));
 }
 
 void OrderBook::clear() noexcept {
-  order_[0].clear();
-  order_[1].clear();
-  for (Cell& c : index_)
-    c.key = 0;
+  for (unsigned side = 0; side < 2; ++side) {
+    top_[side].clear();
+    deep_[side].clear();
+  }
+  for (size_t b = 0; b < buckets_.size(); ++b)
+    std::fill(buckets_[b].side, buckets_[b].side + 4, kFree);
+  free_count_ = capacity_;
+  for (uint32_t k = 0; k < capacity_; ++k)
+    free_[k] = capacity_ - 1 - k;  // slot 0 on top
 }
 
 void OrderBook::reserve(uint32_t levels) {
   if (levels > capacity_) rebuild(levels);
 }
 
-// Re-creates the index for `capacity` levels (load factor <= 2/3 when full, linear probing) and
-// re-indexes the live levels.
-// Cold path.
+// Re-creates every array for `capacity` levels (index load factor <= 1/2 when full), keeping the
+// levels and their slots. Cold path; allocates.
 void OrderBook::rebuild(uint32_t capacity) {
   if (capacity >= (1u << 30)) throw std::length_error("OrderBook: more than 2^30 levels");
+  book_detail::LineArray<BookLevel> pool(capacity);
+  if (capacity_) std::memcpy(pool.data(), pool_.data(), capacity_ * sizeof(BookLevel));
+  book_detail::LineArray<uint32_t> free_slots(capacity);
+  uint32_t free_count = 0;
+  for (uint32_t k = capacity; k-- > capacity_;)
+    free_slots[free_count++] = k;  // the new slots below the free ones we had
+  for (uint32_t k = 0; k < free_count_; ++k)
+    free_slots[free_count++] = free_[k];
+  for (unsigned side = 0; side < 2; ++side) {
+    top_[side].reserve(kTopMax + 1);
+    deep_[side].reserve(capacity);
+  }
+  uint64_t buckets = 8;  // four cells each, two cells per level at capacity
+  while (buckets * 4 < static_cast<uint64_t>(capacity) * 2)
+    buckets <<= 1;
+  buckets_ = book_detail::LineArray<Bucket>(buckets);
+  mask_ = buckets - 1;
+  bucket_shift_ = 64 - static_cast<uint32_t>(std::countr_zero(buckets));
+  pool_ = std::move(pool);
+  free_ = std::move(free_slots);
+  free_count_ = free_count;
   capacity_ = capacity;
-  order_[0].reserve(capacity);
-  order_[1].reserve(capacity);
-  uint64_t n = 32;
-  while (n < static_cast<uint64_t>(capacity) * 3 / 2)
-    n <<= 1;
-  mask_ = n - 1;
-  index_.assign(n, Cell{0, 0});
-  for (int side = 0; side < 2; ++side) {
-    for (const BookLevel& l : order_[side])
-      index_insert(static_cast<Side>(side), l.id, l.price);
+  reindex();
+}
+
+void OrderBook::reindex() noexcept {
+  for (size_t b = 0; b < buckets_.size(); ++b)
+    std::fill(buckets_[b].side, buckets_[b].side + 4, kFree);
+  for (unsigned tier = 0; tier < 4; ++tier) {
+    const unsigned side = tier & 1;
+    const auto& o = tier < 2 ? top_[side] : deep_[side];
+    for (size_t k = 0; k < o.size(); ++k) {
+      const uint32_t slot = o.slots()[k];
+      const uint64_t id = pool_[slot].id;
+      uint64_t b = home(id);
+      while (free_mask(buckets_[b]) == 0)
+        b = (b + 1) & mask_;
+      Bucket& bucket = buckets_[b];
+      const auto lane = static_cast<unsigned>(std::countr_zero(free_mask(bucket)));
+      bucket.id[lane] = id;
+      bucket.slot[lane] = slot;
+      bucket.side[lane] = side;
+    }
   }
 }
 
-void OrderBook::make_room() {
-  if (size() >= capacity_) {
-    rebuild(capacity_ * 2);
-    grew_ = true;
+void OrderBook::reseed() noexcept {
+  mult_ = mix64(kGolden * ++seeds_) | 1;
+  ++rehashes_;
+  reindex();
+}
+
+BMX_HOT_INLINE unsigned OrderBook::match_mask(const Bucket& b, unsigned side,
+                                              uint64_t id) noexcept {
+#if defined(__AVX2__)
+  const __m256i ids = _mm256_load_si256(reinterpret_cast<const __m256i*>(b.id));
+  const __m256i id_eq = _mm256_cmpeq_epi64(ids, _mm256_set1_epi64x(static_cast<int64_t>(id)));
+  const __m128i sides = _mm_load_si128(reinterpret_cast<const __m128i*>(b.side));
+  const __m128i side_eq = _mm_cmpeq_epi32(sides, _mm_set1_epi32(static_cast<int>(side)));
+  return static_cast<unsigned>(_mm256_movemask_pd(_mm256_castsi256_pd(id_eq)) &
+                               _mm_movemask_ps(_mm_castsi128_ps(side_eq)));
+#else
+  unsigned m = 0;
+  for (unsigned i = 0; i < 4; ++i)
+    m |= static_cast<unsigned>(b.id[i] == id && b.side[i] == side) << i;
+  return m;
+#endif
+}
+
+BMX_HOT_INLINE unsigned OrderBook::free_mask(const Bucket& b) noexcept {
+#if defined(__AVX2__)
+  const __m128i sides = _mm_load_si128(reinterpret_cast<const __m128i*>(b.side));
+  return static_cast<unsigned>(
+      _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(sides, _mm_set1_epi32(kFree)))));
+#else
+  unsigned m = 0;
+  for (unsigned i = 0; i < 4; ++i)
+    m |= static_cast<unsigned>(b.side[i] == kFree) << i;
+  return m;
+#endif
+}
+
+// Buckets are probed in order from the home bucket. Invariant: a cell lives in bucket b only if
+// every bucket from its home up to b - 1 is full. So a lookup may stop at the first bucket with a
+// free cell, and an insert takes the first free cell it meets.
+BMX_HOT_INLINE OrderBook::Probe OrderBook::probe(unsigned side, uint64_t id) const noexcept {
+  uint64_t b = home(id);
+  for (uint32_t length = 0;; ++length, b = (b + 1) & mask_) {
+    const Bucket& bucket = buckets_[b];
+    if (const unsigned m = match_mask(bucket, side, id)) {
+      return Probe{b * 4 + static_cast<unsigned>(std::countr_zero(m)), length, true};
+    }
+    if (const unsigned f = free_mask(bucket)) {
+      return Probe{b * 4 + static_cast<unsigned>(std::countr_zero(f)), length, false};
+    }
   }
 }
 
-uint64_t OrderBook::find_index(Side side, uint64_t id) const noexcept {
-  const bool sell = side == Side::kSell;
-  for (uint64_t i = home(id, sell) & mask_;; i = (i + 1) & mask_) {
-    const Cell& c = index_[i];
-    if (c.key == 0) return mask_ + 1;
-    if (c.id == id && (c.key < 0) == sell) return i;
+BMX_HOT_INLINE uint64_t OrderBook::find(unsigned side, uint64_t id) const noexcept {
+  for (uint64_t b = home(id);; b = (b + 1) & mask_) {
+    const Bucket& bucket = buckets_[b];
+    if (const unsigned m = match_mask(bucket, side, id)) {
+      return b * 4 + static_cast<unsigned>(std::countr_zero(m));
+    }
+    if (free_mask(bucket)) return kNotFound;
   }
 }
 
 double OrderBook::level_price(Side side, uint64_t id) const noexcept {
-  const uint64_t at = find_index(side, id);
-  return at > mask_ ? 0 : price_of(index_[at].key);
+  const uint64_t cell = find(index(side), id);
+  return cell == kNotFound ? 0 : pool_[buckets_[cell >> 2].slot[cell & 3]].price;
 }
 
-void OrderBook::index_insert(Side side, uint64_t id, double price) noexcept {
-  assert(price > 0);
-  uint64_t i = home(id, side == Side::kSell) & mask_;
-  while (index_[i].key != 0)
-    i = (i + 1) & mask_;
-  index_[i] = Cell{id, key_of(side, price)};
+// A free cell in a bucket that had one already changes no probe sequence (nothing probed past the
+// bucket): the common case, O(1). Only freeing a full bucket's cell needs refill().
+BMX_HOT_INLINE void OrderBook::index_erase(uint64_t cell) noexcept {
+  Bucket& bucket = buckets_[cell >> 2];
+  const bool was_full = free_mask(bucket) == 0;
+  bucket.side[cell & 3] = kFree;
+  if (was_full) [[unlikely]] {
+    refill(cell >> 2, static_cast<unsigned>(cell & 3));
+  }
 }
 
-// Backward-shift deletion: keeps probe chains intact without tombstones, so a long-running book
-// never degrades.
-void OrderBook::index_erase(uint64_t pos) noexcept {
-  uint64_t hole = pos;
-  for (uint64_t i = (pos + 1) & mask_; index_[i].key != 0; i = (i + 1) & mask_) {
-    const uint64_t h = home(index_[i].id, index_[i].key < 0) & mask_;
-    // Move entry i into the hole if its home is not within (hole, i] cyclically.
-    const bool between = hole <= i ? (h > hole && h <= i) : (h > hole || h <= i);
-    if (!between) {
-      index_[hole] = index_[i];
-      hole = i;
+// Backward shift at bucket granularity (no tombstones, so a long-running book never degrades):
+// walks the buckets after the hole; a cell whose home is not in (hole, j] probed past the hole's
+// bucket and moves into the hole, which then moves to its bucket j. Stops at a bucket that was not
+// full: no cell probed past it.
+void OrderBook::refill(uint64_t hole, unsigned lane) noexcept {
+  for (uint64_t j = (hole + 1) & mask_;; j = (j + 1) & mask_) {
+    Bucket& bj = buckets_[j];
+    const bool j_was_full = free_mask(bj) == 0;
+    unsigned moved = 4;
+    for (unsigned k = 0; k < 4 && moved == 4; ++k) {
+      if (bj.side[k] == kFree) continue;
+      const uint64_t h = home(bj.id[k]);
+      const bool between = hole <= j ? (h > hole && h <= j) : (h > hole || h <= j);
+      if (!between) {
+        Bucket& bh = buckets_[hole];
+        bh.id[lane] = bj.id[k];
+        bh.slot[lane] = bj.slot[k];
+        bh.side[lane] = bj.side[k];
+        bj.side[k] = kFree;
+        moved = k;
+      }
+    }
+    if (!j_was_full) return;
+    if (moved < 4) {
+      hole = j;
+      lane = moved;
     }
   }
-  index_[hole].key = 0;
 }
 
-size_t OrderBook::position(Side side, double price, uint64_t id) const noexcept {
-  const auto& o = order_[index(side)];
-  size_t i = search(o, price, sign_of(side), false);
-  while (i < o.size() && o[i].id != id)
-    ++i;  // equal prices (never in a sane book)
-  assert(i < o.size());
-  return i;
+BMX_HOT_INLINE uint32_t OrderBook::add_level(uint64_t cell, unsigned side, uint64_t id,
+                                             double price, int64_t size) noexcept {
+  const uint32_t slot = free_[--free_count_];
+  pool_[slot] = BookLevel{price, size, id};
+  Bucket& b = buckets_[cell >> 2];
+  b.id[cell & 3] = id;
+  b.slot[cell & 3] = slot;
+  b.side[cell & 3] = side;
+  return slot;
 }
 
-void OrderBook::order_insert(Side side, const BookLevel& level) noexcept {
-  auto& o = order_[index(side)];
-  const size_t pos = search(o, level.price, sign_of(side), true);
-  o.insert_at(pos, level);  // room was reserved for every level: no allocation
+// A new level goes after the levels of an equal price (nearer the best). The top tier's count of
+// its 64 best keys decides most inserts alone: fewer than 64 keys rank above the new one, so it
+// belongs in the top tier (which holds at least kTopMin = 64 levels whenever the deep tier holds
+// any). Only a deeper level reads the tier's front key.
+BMX_HOT_INLINE void OrderBook::place(unsigned side, uint32_t slot, double price,
+                                     bool bulk) noexcept {
+  auto& top = top_[side];
+  auto& deep = deep_[side];
+  const double key = key_of(side, price);
+  if (bulk) {
+    deep.push_back(key, slot);  // finish_bulk sorts the deep tier and fills the top one
+    return;
+  }
+  const size_t above = top.count_top<true>(key);
+  if (above < kTopMin) [[likely]] {
+    top.insert_at(top.size() - above, key, slot);
+  } else if (deep.empty() || key >= top.front_key()) {
+    top.insert_at(top.bound_below_top<true>(key), key, slot);
+  } else {
+    deep.insert_at(deep.bound<true>(key), key, slot);
+    return;
+  }
+  if (top.size() > kTopMax) [[unlikely]] {
+    spill_top(side);
+  }
+}
+
+BMX_HOT_INLINE void OrderBook::unplace(unsigned side, uint32_t slot, double price) noexcept {
+  auto& top = top_[side];
+  auto& deep = deep_[side];
+  const double key = key_of(side, price);
+  const size_t n = top.size();
+  const size_t above = top.count_top<false>(key);
+  size_t pos = book_detail::SideOrder::kNone;
+  if (above < kTopMin) [[likely]] {
+    pos = n - above;
+    const double* k = top.keys();
+    const uint32_t* s = top.slots();
+    while (pos < n && s[pos] != slot) {  // equal prices (never in a sane book)
+      pos = k[pos] == key ? pos + 1 : book_detail::SideOrder::kNone;
+    }
+    if (pos == n) pos = book_detail::SideOrder::kNone;
+  } else if (deep.empty() || key >= top.front_key()) {
+    pos = top.find(key, slot);
+  }
+  if (pos != book_detail::SideOrder::kNone) [[likely]] {
+    top.erase_at(pos);
+    if (top.size() < kTopMin && !deep.empty()) [[unlikely]] {
+      refill_top(side);
+    }
+    return;
+  }
+  pos = deep.find(key, slot);  // below the top tier, or an equal price at the tiers' seam
+  assert(pos != book_detail::SideOrder::kNone);
+  deep.erase_at(pos);
+}
+
+// One level per call: the top tier stays within [kTopMin, kTopMax] at O(1) a change.
+void OrderBook::spill_top(unsigned side) noexcept {
+  double key;
+  const uint32_t slot = top_[side].pop_front(key);
+  deep_[side].push_back(key, slot);
+}
+
+void OrderBook::refill_top(unsigned side) noexcept {
+  double key;
+  const uint32_t slot = deep_[side].pop_back(key);
+  top_[side].push_front(key, slot);
+}
+
+// Growth (allocates) and probes longer than kMaxProbe (re-seeds the index). (side, id) is known
+// not to be in the book.
+OrderBook::Result OrderBook::insert_slow(unsigned side, uint64_t id, double price, int64_t size,
+                                         bool bulk) {
+  if (this->size() >= capacity_) {
+    rebuild(capacity_ * 2);
+    grew_ = true;
+  }
+  for (int reseeds = 0;; ++reseeds) {
+    const Probe p = probe(side, id);
+    if (p.length <= kMaxProbe || reseeds == kMaxReseeds) {
+      place(side, add_level(p.cell, side, id, price, size), price, bulk);
+      return Result::kOk;
+    }
+    reseed();
+  }
 }
 
 OrderBook::Result OrderBook::insert(Side side, uint64_t id, double price, int64_t size) {
-  if (find_index(side, id) <= mask_) {
+  const unsigned s = index(side);
+  const Probe p = probe(s, id);
+  if (p.found) [[unlikely]] {
     update(side, id, size, true, price);
     return Result::kDuplicateInsert;
   }
-  make_room();
-  index_insert(side, id, price);
-  order_insert(side, BookLevel{price, size, id});
+  if (p.length > kMaxProbe || this->size() >= capacity_) [[unlikely]] {
+    return insert_slow(s, id, price, size, false);
+  }
+  place(s, add_level(p.cell, s, id, price, size), price, false);
   return Result::kOk;
 }
 
 OrderBook::Result OrderBook::bulk_insert(Side side, uint64_t id, double price, int64_t size) {
-  const uint64_t at = find_index(side, id);
-  if (at <= mask_) {  // repeated level inside one partial: the last one wins (sides unsorted yet)
-    index_[at].key = key_of(side, price);
-    for (BookLevel& l : order_[index(side)]) {
-      if (l.id == id) l = BookLevel{price, size, id};
-    }
+  const unsigned s = index(side);
+  const Probe p = probe(s, id);
+  if (p.found) {  // repeated level inside one partial: the last one wins (finish_bulk sorts)
+    pool_[slot_at(p.cell)] = BookLevel{price, size, id};
     return Result::kDuplicateInsert;
   }
-  make_room();
-  index_insert(side, id, price);
-  order_[index(side)].push_back(BookLevel{price, size, id});
+  if (p.length > kMaxProbe || this->size() >= capacity_) {
+    return insert_slow(s, id, price, size, true);
+  }
+  place(s, add_level(p.cell, s, id, price, size), price, true);
   return Result::kOk;
 }
 
 void OrderBook::finish_bulk() {
-  order_[0].recenter();
-  order_[1].recenter();
-  std::sort(order_[0].begin(), order_[0].end(),
-            [](const BookLevel& a, const BookLevel& b) { return a.price < b.price; });
-  std::sort(order_[1].begin(), order_[1].end(),
-            [](const BookLevel& a, const BookLevel& b) { return a.price > b.price; });
+  for (unsigned side = 0; side < 2; ++side) {
+    auto& top = top_[side];
+    auto& deep = deep_[side];
+    double key;
+    while (!top.empty()) {  // levels from before the bulk (none after clear()): sort them too
+      const uint32_t slot = top.pop_back(key);
+      deep.push_back(key, slot);
+    }
+    deep.sort_by([this, side](uint32_t slot) { return key_of(side, pool_[slot].price); });
+    const size_t fill = std::min(kTopFill, deep.size());
+    for (size_t i = 0; i < fill; ++i) {  // best first: each later one goes below it
+      const uint32_t slot = deep.pop_back(key);
+      top.push_front(key, slot);
+    }
+  }
 }
 
 OrderBook::Result OrderBook::update(Side side, uint64_t id, int64_t size, bool has_price,
                                     double price) {
-  const uint64_t at = find_index(side, id);
-  if (at > mask_) return Result::kUnknownLevel;
-  Cell& c = index_[at];
-  auto& o = order_[index(side)];
-  const double old_price = price_of(c.key);
-  const size_t pos = position(side, old_price, id);
-  if (!has_price || price == old_price) {
-    o[pos].size = size;
-    return Result::kOk;
-  }
-  o.erase_at(pos);  // the level moves to its new price
-  c.key = key_of(side, price);
-  order_insert(side, BookLevel{price, size, id});
+  const unsigned s = index(side);
+  const uint64_t at = find(s, id);
+  if (at == kNotFound) return Result::kUnknownLevel;
+  const uint32_t slot = slot_at(at);
+  BookLevel& l = pool_[slot];
+  l.size = size;
+  if (!has_price || price == l.price) return Result::kOk;  // in place: no search
+  unplace(s, slot, l.price);                               // the level moves to its new price
+  l.price = price;
+  place(s, slot, price, false);
   return Result::kOk;
 }
 
 OrderBook::Result OrderBook::remove(Side side, uint64_t id) noexcept {
-  const uint64_t at = find_index(side, id);
-  if (at > mask_) return Result::kUnknownLevel;
-  auto& o = order_[index(side)];
-  o.erase_at(position(side, price_of(index_[at].key), id));
+  const unsigned s = index(side);
+  const uint64_t at = find(s, id);
+  if (at == kNotFound) return Result::kUnknownLevel;
+  const uint32_t slot = slot_at(at);
+  unplace(s, slot, pool_[slot].price);
+  free_[free_count_++] = slot;
   index_erase(at);
   return Result::kOk;
 }

@@ -397,4 +397,26 @@ TEST(OrderBook, IdsThatDifferOnlyInTheTopBitAreDistinctLevels) {
   EXPECT_EQ(b.size(), 2u);
 }
 
+TEST(OrderBook, CopiesAreDeepAndIndependent) {
+  OrderBook a(16);
+  for (uint64_t i = 1; i <= 20; ++i)
+    ASSERT_EQ(a.insert(kBuy, i, double(i), int64_t(i)), Result::kOk);
+  OrderBook b = a;
+  EXPECT_EQ(bids(b), bids(a));
+  EXPECT_EQ(b.remove(kBuy, 20), Result::kOk);
+  EXPECT_EQ(b.update(kBuy, 1, 100, false, 0.0), Result::kOk);
+  EXPECT_EQ(a.depth(kBuy), 20u) << "the source keeps its levels";
+  EXPECT_EQ(a.best(kBuy)->id, 20u);
+  EXPECT_EQ(a.level(kBuy, 19).size, 1);
+  // Assigning over a book with other levels and another capacity replaces everything.
+  OrderBook c(1024);
+  ASSERT_EQ(c.insert(kSell, 99, 5.0, 5), Result::kOk);
+  c = b;
+  EXPECT_EQ(bids(c), bids(b));
+  EXPECT_EQ(c.depth(kSell), 0u);
+  EXPECT_EQ(c.remove(kSell, 99), Result::kUnknownLevel);
+  EXPECT_EQ(c.remove(kBuy, 19), Result::kOk);
+  EXPECT_EQ(b.depth(kBuy), 19u);
+}
+
 }  // namespace
