@@ -677,9 +677,17 @@ bool FeedEngine::book_rows(od::array data, TableEntry& t, FrameHeader& h) {
           }
           break;
         case 'p':
-          if (key_is(k, "price") && !v.is_null()) {
-            if (v.get_double().get(r.price) || !(r.price > 0)) bad = true;
-            r.has_price = true;
+          if (key_is(k, "price")) {
+            // is_null() fails on a token that starts with 'n' and is not null ("nan"): that is a
+            // bad price, not a reason to throw out of on_frame through a bool conversion.
+            bool null = false;
+            if (v.is_null().get(null)) {
+              bad = true;
+              r.has_price = true;
+            } else if (!null) {
+              if (v.get_double().get(r.price) || !(r.price > 0)) bad = true;
+              r.has_price = true;
+            }
           }
           break;
         default:
