@@ -140,6 +140,55 @@ bool cached_name(std::string_view tok, std::string_view cached) noexcept {
          json::short_equal(tok.data() + 1, cached.data(), cached.size());
 }
 
+// Steps through the fields of an object exactly as a range-for over it does (check the end, read
+// the field, later skip what is left of its value and move on), one call at a time, so that a
+// caller can unroll the fields it expects in order: each unrolled step then has branches of its
+// own, predicted from that field's history alone. No allocation.
+class FieldWalk {
+ public:
+  enum Step : uint8_t { kField, kEnd, kError };
+  explicit FieldWalk(od::object& o) noexcept : it_(o.begin()), end_(o.end()) {}
+  // The first field: kField with `f` set, kEnd for an empty object, or kError (stop the walk).
+  [[gnu::always_inline]] Step first(od::field& f) noexcept { return at(f); }
+  // The field after the one last returned.
+  [[gnu::always_inline]] Step next(od::field& f) noexcept {
+    ++it_;
+    return at(f);
+  }
+
+ private:
+  [[gnu::always_inline]] Step at(od::field& f) noexcept {
+    if (!(it_ != end_)) return kEnd;
+    auto r = *it_;
+    if (r.error()) return kError;
+    f = std::move(r).value_unsafe();
+    return kField;
+  }
+  simdjson::simdjson_result<od::object_iterator> it_, end_;
+};
+
+// Little-endian word of a short literal, for compares of a whole token in one instruction.
+template <size_t N>
+constexpr uint64_t word_of(const char (&s)[N]) noexcept {
+  static_assert(N - 1 <= 8);
+  uint64_t w = 0;
+  for (size_t i = 0; i < N - 1; ++i)
+    w |= uint64_t{static_cast<unsigned char>(s[i])} << (8 * i);
+  return w;
+}
+
+// The side from its raw token ("Buy" or "Sell", quotes included) without a branch on which it is:
+// both are compared as whole words and the answer is selected. False for anything else. The token
+// lies in a padded frame, so its first 8 bytes are readable. No allocation.
+bool parse_side(std::string_view tok, Side& side) noexcept {
+  uint64_t w;
+  std::memcpy(&w, tok.data(), 8);
+  const bool buy = (tok.size() == 5) & ((w & 0xFF'FFFF'FFFFULL) == word_of("\"Buy\""));
+  const bool sell = (tok.size() == 6) & ((w & 0xFFFF'FFFF'FFFFULL) == word_of("\"Sell\""));
+  side = static_cast<Side>(sell);
+  return buy | sell;
+}
+
 }  // namespace
 
 // What pass one over a frame learned.
@@ -160,6 +209,8 @@ struct FeedEngine::FrameHeader {
   int64_t status = 0;
 };
 
+// One book row as its fields are reached. Each reader takes the field's value; a value of the
+// wrong type or range marks the row bad instead of stopping the walk. No allocation.
 struct FeedEngine::BookRow {
   std::string_view symbol;  // the raw token, quotes included; resolved after the row
   uint64_t id = 0;
@@ -167,6 +218,62 @@ struct FeedEngine::BookRow {
   double price = 0;
   Side side = Side::kBuy;
   bool has_id = false, has_side = false, has_size = false, has_price = false;
+  bool bad = false;
+
+  [[gnu::always_inline]] void read_symbol(od::value& v) noexcept {
+    symbol = json::trim_token(v.raw_json_token());
+  }
+  [[gnu::always_inline]] void read_id(od::value& v) noexcept {
+    bad |= v.get_uint64().get(id) != simdjson::SUCCESS;
+    has_id = true;
+  }
+  [[gnu::always_inline]] void read_side(od::value& v) noexcept {
+    bad |= !parse_side(json::trim_token(v.raw_json_token()), side);
+    has_side = true;
+  }
+  [[gnu::always_inline]] void read_size(od::value& v) noexcept {
+    bad |= v.get_int64().get(size) != simdjson::SUCCESS;
+    has_size = true;
+  }
+  // A null price counts as no price (an update that keeps the level's price); the number is tried
+  // first because it is what rows carry.
+  [[gnu::always_inline]] void read_price(od::value& v) noexcept {
+    if (v.get_double().get(price) == simdjson::SUCCESS) {
+      bad |= !(price > 0);
+      has_price = true;
+      return;
+    }
+    bool null = false;
+    if (v.is_null().get(null) || !null) {  // neither a number nor null
+      bad = true;
+      has_price = true;
+    }
+  }
+  // Any field, in any order: first byte, then one fixed-length compare. Out of line: rows in the
+  // usual order never come here.
+  [[gnu::noinline]] void read_any(od::field& f) noexcept {
+    const char* k = key_ptr(f);
+    od::value& v = f.value();
+    switch (k[0]) {
+      case 'i':
+        if (key_is(k, "id")) read_id(v);
+        break;
+      case 's':
+        if (key_is(k, "symbol")) {
+          read_symbol(v);
+        } else if (key_is(k, "side")) {
+          read_side(v);
+        } else if (key_is(k, "size")) {
+          read_size(v);
+        }
+        break;
+      case 'p':
+        if (key_is(k, "price")) read_price(v);
+        break;
+      default:
+        break;  // timestamp, transactTime, ...: not part of the book
+    }
+  }
 };
 
 FeedEngine::FeedEngine(const EngineConfig& config)
@@ -340,77 +447,39 @@ FrameResult FeedEngine::on_frame(const char* data, size_t len, size_t capacity, 
 
   // Pass one: every top-level field, in whatever order it comes. Rows are applied as soon as "data"
   // is reached, which is the normal case since BitMEX sends table, action, keys and filter first.
-  // Data that comes earlier than what it needs waits for pass two.
+  // Data that comes earlier than what it needs waits for pass two. A delta frame is exactly
+  // "table", "action", "data": those three are expected in turn (one compare each, and each step
+  // has its own well-predicted branches); anything else goes through top_field().
   bool ok = true;
-  for (auto field_result : obj) {
-    if (field_result.error()) {
-      ok = false;
-      break;
+  {
+    FieldWalk walk(obj);
+    od::field f;
+    FieldWalk::Step step = walk.first(f);
+    if (step == FieldWalk::kField) {
+      if (key_is(key_ptr(f), "table")) {
+        ok = read_table(f.value(), h);
+      } else {
+        ok = top_field(f, h);
+      }
+      if (ok) step = walk.next(f);
     }
-    od::field field = field_result.value_unsafe();
-    const char* k = key_ptr(field);
-    od::value v = field.value();
-    // Dispatch on the first byte, then one fixed-length compare: no key is measured.
-    switch (k[0]) {
-      case 't':
-        if (key_is(k, "table")) {
-          const std::string_view tok = json::trim_token(v.raw_json_token());
-          h.kind = FrameKind::kTable;
-          if (cached_name(tok, last_table_name_)) {  // same table as the last frame: no scan
-            h.table = last_table_id_;
-          } else {
-            std::string_view name;
-            ok = plain_string(tok, name);
-            if (ok) h.table = table_id(name);
-          }
-        }
-        break;
-      case 'a':
-        if (key_is(k, "action")) {
-          h.has_action = parse_action(json::trim_token(v.raw_json_token()), h.action);
-        }
-        break;
-      case 'd':
-        if (key_is(k, "data")) ok = on_data(v, h);
-        break;
-      case 'k':
-        if (key_is(k, "keys")) ok = parse_partial_keys(v, h);
-        break;
-      case 'f':
-        if (key_is(k, "filter")) ok = parse_partial_filter(v, h);
-        break;
-      case 'i':
-        if (key_is(k, "info")) h.has_info = true;
-        break;
-      case 's':
-        if (key_is(k, "success")) {
-          bool yes = false;
-          h.success = !v.get_bool().get(yes) && yes;
-        } else if (key_is(k, "subscribe")) {
-          ok = !raw_value(v, h.subscribe);
-        } else if (key_is(k, "status")) {
-          if (v.get_int64().get(h.status)) h.status = 0;
-        }
-        break;
-      case 'u':
-        if (key_is(k, "unsubscribe")) ok = !raw_value(v, h.unsubscribe);
-        break;
-      case 'e':
-        if (key_is(k, "error")) {
-          h.has_error = true;
-          ok = !raw_value(v, h.error_text);
-        }
-        break;
-      case 'c':
-        if (key_is(k, "cancelTime")) h.has_cancel = true;
-        break;
-      case 'n':
-        if (key_is(k, "now")) h.has_cancel = true;
-        break;
-      default:
-        break;
+    if (ok && step == FieldWalk::kField) {
+      if (key_is(key_ptr(f), "action")) {
+        read_action(f.value(), h);
+      } else {
+        ok = top_field(f, h);
+      }
+      if (ok) step = walk.next(f);
     }
-    if (!ok) break;
+    if (ok && step == FieldWalk::kField) {
+      ok = key_is(key_ptr(f), "data") ? on_data(f.value(), h) : top_field(f, h);
+      if (ok) step = walk.next(f);
+    }
+    while (ok && step == FieldWalk::kField) {
+      ok = top_field(f, h);
+      if (ok) step = walk.next(f);
+    }
+    if (step == FieldWalk::kError) ok = false;
   }
 
   if (ok && h.kind == FrameKind::kTable && h.table != Event::kNoTable && h.has_action &&
@@ -454,6 +523,80 @@ FrameResult FeedEngine::on_frame(const char* data, size_t len, size_t capacity, 
   classify_control(h);
   ++stats_.frames[static_cast<int>(h.kind)];
   return FrameResult{h.kind};
+}
+
+// "table": the frame's table, from the one-entry cache when it is the last frame's. False when the
+// name is not a plain string. Network thread; no allocation once the table is known.
+bool FeedEngine::read_table(od::value& v, FrameHeader& h) {
+  const std::string_view tok = json::trim_token(v.raw_json_token());
+  h.kind = FrameKind::kTable;
+  if (cached_name(tok, last_table_name_)) {  // same table as the last frame: no scan
+    h.table = last_table_id_;
+    return true;
+  }
+  std::string_view name;
+  if (!plain_string(tok, name)) return false;
+  h.table = table_id(name);
+  return true;
+}
+
+void FeedEngine::read_action(od::value& v, FrameHeader& h) noexcept {
+  h.has_action = parse_action(json::trim_token(v.raw_json_token()), h.action);
+}
+
+// Any top-level field, by its first byte and then one fixed-length compare: no key is measured.
+// False when the frame must be given up. Network thread; no allocation on delta frames.
+bool FeedEngine::top_field(od::field& f, FrameHeader& h) {
+  const char* k = key_ptr(f);
+  od::value& v = f.value();
+  switch (k[0]) {
+    case 't':
+      if (key_is(k, "table")) return read_table(v, h);
+      break;
+    case 'a':
+      if (key_is(k, "action")) read_action(v, h);
+      break;
+    case 'd':
+      if (key_is(k, "data")) return on_data(v, h);
+      break;
+    case 'k':
+      if (key_is(k, "keys")) return parse_partial_keys(v, h);
+      break;
+    case 'f':
+      if (key_is(k, "filter")) return parse_partial_filter(v, h);
+      break;
+    case 'i':
+      if (key_is(k, "info")) h.has_info = true;
+      break;
+    case 's':
+      if (key_is(k, "success")) {
+        bool yes = false;
+        h.success = !v.get_bool().get(yes) && yes;
+      } else if (key_is(k, "subscribe")) {
+        return !raw_value(v, h.subscribe);
+      } else if (key_is(k, "status")) {
+        if (v.get_int64().get(h.status)) h.status = 0;
+      }
+      break;
+    case 'u':
+      if (key_is(k, "unsubscribe")) return !raw_value(v, h.unsubscribe);
+      break;
+    case 'e':
+      if (key_is(k, "error")) {
+        h.has_error = true;
+        return !raw_value(v, h.error_text);
+      }
+      break;
+    case 'c':
+      if (key_is(k, "cancelTime")) h.has_cancel = true;
+      break;
+    case 'n':
+      if (key_is(k, "now")) h.has_cancel = true;
+      break;
+    default:
+      break;
+  }
+  return true;
 }
 
 void FeedEngine::classify_control(FrameHeader& h) {
@@ -641,58 +784,40 @@ bool FeedEngine::book_rows(od::array data, TableEntry& t, FrameHeader& h) {
       h.rows_lost = true;
       return false;
     }
+    // BitMEX sends symbol, id, side, size, price in that order (delete rows stop after side,
+    // update rows after size): each expected key is checked with one compare at its own step;
+    // anything else, or a field past these, goes through read_any().
     BookRow r;
-    bool bad = false;
-    for (auto fr : row) {
-      if (fr.error()) {
-        h.rows_lost = true;
-        return false;
-      }
-      od::field f = fr.value_unsafe();
-      const char* k = key_ptr(f);
-      od::value v = f.value();
-      switch (k[0]) {
-        case 'i':
-          if (key_is(k, "id")) {
-            if (v.get_uint64().get(r.id)) bad = true;
-            r.has_id = true;
-          }
-          break;
-        case 's':
-          if (key_is(k, "symbol")) {
-            r.symbol = json::trim_token(v.raw_json_token());  // resolved after the row
-          } else if (key_is(k, "side")) {
-            const std::string_view tok = json::trim_token(v.raw_json_token());
-            r.has_side = true;
-            if (tok == "\"Buy\"") {
-              r.side = Side::kBuy;
-            } else if (tok == "\"Sell\"") {
-              r.side = Side::kSell;
-            } else {
-              bad = true;
-            }
-          } else if (key_is(k, "size")) {
-            if (v.get_int64().get(r.size)) bad = true;
-            r.has_size = true;
-          }
-          break;
-        case 'p':
-          if (key_is(k, "price")) {
-            // is_null() fails on a token that starts with 'n' and is not null ("nan"): that is a
-            // bad price, not a reason to throw out of on_frame through a bool conversion.
-            bool null = false;
-            if (v.is_null().get(null)) {
-              bad = true;
-              r.has_price = true;
-            } else if (!null) {
-              if (v.get_double().get(r.price) || !(r.price > 0)) bad = true;
-              r.has_price = true;
-            }
-          }
-          break;
-        default:
-          break;  // timestamp, transactTime, ...: not part of the book
-      }
+    FieldWalk walk(row);
+    od::field f;
+    FieldWalk::Step step = walk.first(f);
+    if (step == FieldWalk::kField) {
+      key_is(key_ptr(f), "symbol") ? r.read_symbol(f.value()) : r.read_any(f);
+      step = walk.next(f);
+    }
+    if (step == FieldWalk::kField) {
+      key_is(key_ptr(f), "id") ? r.read_id(f.value()) : r.read_any(f);
+      step = walk.next(f);
+    }
+    if (step == FieldWalk::kField) {
+      key_is(key_ptr(f), "side") ? r.read_side(f.value()) : r.read_any(f);
+      step = walk.next(f);
+    }
+    if (step == FieldWalk::kField) {
+      key_is(key_ptr(f), "size") ? r.read_size(f.value()) : r.read_any(f);
+      step = walk.next(f);
+    }
+    if (step == FieldWalk::kField) {
+      key_is(key_ptr(f), "price") ? r.read_price(f.value()) : r.read_any(f);
+      step = walk.next(f);
+    }
+    while (step == FieldWalk::kField) {
+      r.read_any(f);
+      step = walk.next(f);
+    }
+    if (step == FieldWalk::kError) {
+      h.rows_lost = true;
+      return false;
     }
     ++t.rows[static_cast<int>(h.action)];
     ++stats_.rows;
@@ -713,7 +838,7 @@ bool FeedEngine::book_rows(od::array data, TableEntry& t, FrameHeader& h) {
       continue;
     }
     const bool insert_like = h.action == Action::kPartial || h.action == Action::kInsert;
-    if (bad || !r.has_id || !r.has_side || (insert_like && (!r.has_size || !r.has_price)) ||
+    if (r.bad || !r.has_id || !r.has_side || (insert_like && (!r.has_size || !r.has_price)) ||
         (h.action == Action::kUpdate && !r.has_size)) {
       ++stats_.bad_rows;
       emit(EventKind::kBadRow, tid, sym, static_cast<int64_t>(r.id),

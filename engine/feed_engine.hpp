@@ -184,6 +184,9 @@ class FeedEngine {
 
   FrameResult fail(FrameKind kind, const FrameHeader& h, std::string_view excerpt);
   void classify_control(FrameHeader& h);
+  bool read_table(simdjson::ondemand::value& v, FrameHeader& h);
+  static void read_action(simdjson::ondemand::value& v, FrameHeader& h) noexcept;
+  bool top_field(simdjson::ondemand::field& f, FrameHeader& h);
   bool parse_partial_keys(simdjson::ondemand::value& v, FrameHeader& h);
   bool parse_partial_filter(simdjson::ondemand::value& v, FrameHeader& h);
   bool on_data(simdjson::ondemand::value& v, FrameHeader& h);
