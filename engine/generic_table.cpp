@@ -16,7 +16,7 @@ constexpr size_t kMinRowText = 256;
 GenericTable::GenericTable(std::string name, uint32_t max_fields, uint32_t max_symbols)
     : name_(std::move(name)),
       fields_(max_fields, kMaxFieldNameLen),
-      field_at_(max_fields, Interner::kNone),
+      layout_(max_fields),
       symbol_field_(fields_.intern("symbol")),
       covered_(max_symbols, 0),
       row_of_symbol_(max_symbols, kNoRow) {
@@ -25,11 +25,18 @@ GenericTable::GenericTable(std::string name, uint32_t max_fields, uint32_t max_s
 }
 
 uint32_t GenericTable::field_id(std::string_view raw_name, uint32_t position) noexcept {
-  if (position < field_at_.size()) {
-    const uint32_t guess = field_at_[position];
-    if (guess != Interner::kNone && fields_.name(guess) == raw_name) return guess;
+  if (position < layout_.size()) {
+    Seen& seen = layout_[position];
+    if (seen.id != Interner::kNone && std::string_view(seen.name, seen.length) == raw_name) {
+      return seen.id;
+    }
     const uint32_t id = fields_.intern(raw_name);
-    field_at_[position] = id;
+    if (id == Interner::kNone) {
+      seen = Seen{};
+    } else {
+      const std::string_view name = fields_.name(id);
+      seen = Seen{name.data(), static_cast<uint32_t>(name.size()), id};
+    }
     return id;
   }
   return fields_.intern(raw_name);

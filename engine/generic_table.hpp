@@ -68,16 +68,17 @@ class GenericTable {
   // no hash). Network thread; no allocation.
   [[nodiscard]] uint32_t field_id(std::string_view raw_name, uint32_t position) noexcept;
   // The same from a key inside a padded simdjson input (the byte after its opening quote): the
-  // expected name is checked in place, and the key is measured only when it is not the one.
+  // name seen at this position last time is checked in place, from a copy of its address and
+  // length kept beside its id (one compare, no lookup), and the key is measured only when it is
+  // not the one.
   [[nodiscard]] uint32_t field_id_at(const char* key, uint32_t position) noexcept {
-    if (position < field_at_.size()) {
-      const uint32_t guess = field_at_[position];
-      if (guess != Interner::kNone) {
-        const std::string_view n = fields_.name(guess);
-        if (n.size() <= 32 ? json::short_equal(key, n.data(), n.size())
-                           : std::memcmp(key, n.data(), n.size()) == 0) {
-          if (key[n.size()] == '"') return guess;
-        }
+    if (position < layout_.size()) {
+      const Seen& seen = layout_[position];
+      if (seen.id != Interner::kNone &&
+          (seen.length <= 32 ? json::short_equal(key, seen.name, seen.length)
+                             : std::memcmp(key, seen.name, seen.length) == 0) &&
+          key[seen.length] == '"') {
+        return seen.id;
       }
     }
     return field_id(json::scan_raw_key(key), position);
@@ -141,7 +142,14 @@ class GenericTable {
 
   std::string name_;
   Interner fields_;
-  std::vector<uint32_t> field_at_;  // last field id seen at each row position
+  // The row layout last seen: the field at each row position, with its interned name's address
+  // (stable: the interner's arena never moves) and length.
+  struct Seen {
+    const char* name = nullptr;
+    uint32_t length = 0;
+    uint32_t id = Interner::kNone;
+  };
+  std::vector<Seen> layout_;
   std::vector<uint32_t> keys_;
   uint32_t symbol_field_;
   bool whole_ = false;

@@ -8,8 +8,10 @@
 
 namespace bmx::json {
 
-// Strips the whitespace that simdjson leaves after a raw token. No allocation.
+// Strips the whitespace that simdjson leaves after a raw token. A token almost always ends in a
+// quote, a digit or a letter, above every whitespace byte: one compare says so. No allocation.
 constexpr std::string_view trim_token(std::string_view t) noexcept {
+  if (!t.empty() && static_cast<unsigned char>(t.back()) > ' ') return t;
   while (!t.empty() &&
          (t.back() == ' ' || t.back() == '\t' || t.back() == '\n' || t.back() == '\r'))
     t.remove_suffix(1);
