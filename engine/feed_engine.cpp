@@ -66,18 +66,31 @@ const char* key_ptr(od::field& f) noexcept {
 using json::key_is;
 using json::plain_string;
 
-// Raw token of a scalar (trimmed), or the whole text of an object/array. Does not consume a
-// scalar; consumes a composite.
-error_code raw_value(od::value& v, std::string_view& out) noexcept {
-  std::string_view tok = json::trim_token(v.raw_json_token());
-  if (!tok.empty() && tok.front() == '{') {
+// The whole text of an object or array value (trimmed), consuming it. Out of line: rows of the
+// usual tables hold scalars only.
+[[gnu::noinline]] error_code raw_composite(od::value& v, char open,
+                                           std::string_view& out) noexcept {
+  std::string_view tok;
+  if (open == '{') {
     od::object o;
     if (auto e = v.get_object().get(o)) return e;
     if (auto e = o.raw_json().get(tok)) return e;
-  } else if (!tok.empty() && tok.front() == '[') {
+  } else {
     od::array a;
     if (auto e = v.get_array().get(a)) return e;
     if (auto e = a.raw_json().get(tok)) return e;
+  }
+  out = json::trim_token(tok);
+  return simdjson::SUCCESS;
+}
+
+// Raw token of a scalar (trimmed), or the whole text of an object/array. Does not consume a
+// scalar; consumes a composite. No allocation.
+[[gnu::always_inline]] inline error_code raw_value(od::value& v, std::string_view& out) noexcept {
+  const std::string_view tok = v.raw_json_token();
+  // '[' and '{' differ only in bit 5: one compare finds both.
+  if (!tok.empty() && (tok.front() | 0x20) == '{') [[unlikely]] {
+    return raw_composite(v, tok.front(), out);
   }
   out = json::trim_token(tok);
   return simdjson::SUCCESS;
@@ -288,7 +301,8 @@ FeedEngine::FeedEngine(const EngineConfig& config)
                              simdjson::error_message(e));
   }
   tables_.reserve(config.max_tables);
-  raw_row_.reserve(config.max_fields_per_row);
+  row_.slots.resize(config.max_fields_per_row);
+  pending_.slots.resize(config.max_fields_per_row);
   touched_.reserve(static_cast<size_t>(config.max_symbols) * 2);
   key_ids_.reserve(32);
   filter_.reserve(32);
@@ -380,8 +394,8 @@ uint16_t FeedEngine::table_id(std::string_view name) {
                                                                "side"};
     static constexpr std::array<std::string_view, 5> kQuote = {"timestamp", "bidPrice", "bidSize",
                                                                "askPrice", "askSize"};
+    t.typed_slot.assign(config_.max_fields_per_row, kNotTyped);
     auto type = [&](const auto& names) {
-      t.typed_slot.assign(config_.max_fields_per_row, kNotTyped);
       for (size_t i = 0; i < names.size(); ++i) {
         const uint32_t field = t.generic->field_id(names[i], UINT32_MAX);
         if (field < t.typed_slot.size()) t.typed_slot[field] = static_cast<uint8_t>(i);
@@ -876,85 +890,62 @@ bool FeedEngine::book_rows(od::array data, TableEntry& t, FrameHeader& h) {
   return true;
 }
 
+// Rows of a generic table. Keyless inserts (trade, quote, ...: each row *is* its symbol's latest)
+// often come as a run of rows for one symbol, of which only the last ends up stored: a row that
+// qualifies is held back in pending_ and only applied when the next row is not its replacement
+// (or the data ends). A replaced row leaves nothing behind (its write would be overwritten, and it
+// emits nothing), except a trade's typed values, which a later trade without price or size does
+// not replace. Every row is still walked, counted and checked for coverage in order; at that point
+// row.raw_json() is its text in the frame. Network thread; no allocation except what
+// GenericTable::apply_for_symbol allows (a new keyed row).
 bool FeedEngine::generic_rows(od::array data, TableEntry& t, FrameHeader& h) {
   GenericTable& g = *t.generic;
   const uint16_t tid = h.table;
-  const uint32_t symbol_field = g.symbol_field();
-  const bool typed = t.is_trade || t.is_quote;
+  const bool may_add = h.action == Action::kPartial || g.covers_all();
+  const bool keyless_insert = h.action == Action::kInsert && g.keyless();
+  bool has_pending = false;
   uint64_t dropped = 0;
+  auto flush = [&] {
+    if (has_pending) apply_generic_row(t, pending_, h.action, tid);
+    has_pending = false;
+  };
   for (auto row_result : data) {
     od::object row;
-    if (row_result.get_object().get(row)) {
+    if (row_result.get_object().get(row) || !read_generic_row(row, t, row_)) {
+      flush();
       h.rows_lost = true;
       return false;
     }
-    raw_row_.clear();
-    bool bad = false;
-    uint32_t pos = 0;
-    TypedRow tv;
-    for (auto fr : row) {
-      if (fr.error()) {
-        h.rows_lost = true;
-        return false;
-      }
-      od::field f = fr.value_unsafe();
-      const uint32_t name = g.field_id_at(key_ptr(f), pos++);
-      od::value v = f.value();
-      std::string_view raw;
-      if (raw_value(v, raw)) {
-        h.rows_lost = true;
-        return false;
-      }
-      if (typed && name < t.typed_slot.size() && t.typed_slot[name] != kNotTyped) {
-        read_typed(t, t.typed_slot[name], v, raw, tv);
-      }
-      if (name == Interner::kNone || raw_row_.size() == raw_row_.capacity()) {
-        bad = true;  // more distinct fields than configured
-        continue;
-      }
-      raw_row_.push_back(RawField{name, raw});
-    }
     ++t.rows[static_cast<int>(h.action)];
     ++stats_.rows;
-    uint32_t sym = kNoSymbol;
-    for (const RawField& f : raw_row_) {
-      if (f.name == symbol_field) {
-        // Only a partial, or a table covered whole, brings new symbols into the directory.
-        sym = symbol_of_token(f.value, h.action == Action::kPartial || g.covers_all());
-        break;
-      }
-    }
-    if (h.action != Action::kPartial && !g.covers(sym)) {
+    // Only a partial, or a table covered whole, brings new symbols into the directory.
+    row_.symbol = row_.symbol_at == kAbsent
+                      ? kNoSymbol
+                      : symbol_of_token(row_.slots[row_.symbol_at].value, may_add);
+    if (h.action != Action::kPartial && !g.covers(row_.symbol)) {
       ++dropped;
       continue;
     }
-    if (bad) {
+    if (row_.bad) {
       ++stats_.bad_rows;
       ++stats_.capacity_exceeded;
-      emit(EventKind::kBadRow, tid, sym, 0, "row with more fields than max_fields_per_row");
+      emit(EventKind::kBadRow, tid, row_.symbol, 0, "row with more fields than max_fields_per_row");
       continue;
     }
-    switch (g.apply_for_symbol(h.action, sym, raw_row_)) {
-      case GenericTable::Result::kOk:
-        break;
-      case GenericTable::Result::kReplaced:
-        ++stats_.duplicate_inserts;
-        break;
-      case GenericTable::Result::kBadKey:
-        ++stats_.bad_rows;
-        emit(EventKind::kBadRow, tid, sym, 0, "row without its key fields");
-        continue;
-      case GenericTable::Result::kUnknownRow:
-        ++stats_.unknown_rows;
-        emit(EventKind::kUnknownRow, tid, sym);
-        if (!g.stale) {
-          g.stale = true;
-          ++stats_.tables_marked_stale;
-        }
-        continue;
+    if (keyless_insert && row_.symbol != kNoSymbol) {
+      if (has_pending && pending_.symbol == row_.symbol) {
+        if (t.is_trade) commit_typed(t, pending_);  // replaced, but its trade may still count
+      } else {
+        flush();
+      }
+      std::swap(row_, pending_);  // vectors swap their buffers: no allocation
+      has_pending = true;
+      continue;
     }
-    if (typed && sym != kNoSymbol && h.action != Action::kDelete) commit_typed(t, sym, tv);
+    flush();
+    apply_generic_row(t, row_, h.action, tid);
   }
+  flush();
   if (dropped) {
     stats_.rows_dropped_before_partial += dropped;
     emit(EventKind::kDroppedBeforePartial, tid, kNoSymbol, static_cast<int64_t>(dropped));
@@ -962,55 +953,125 @@ bool FeedEngine::generic_rows(od::array data, TableEntry& t, FrameHeader& h) {
   return true;
 }
 
-// Typed fields of trade and quote rows, read from simdjson as the walk reaches them (the raw
-// token was only peeked, so the value is still there to parse). No allocation.
-void FeedEngine::read_typed(const TableEntry& t, uint8_t slot, od::value& v, std::string_view raw,
-                            TypedRow& out) {
-  std::string_view text;
-  switch (slot) {
-    case 0:  // timestamp
-      out.has_ts = plain_string(raw, text) && parse_timestamp(text, out.ts);
-      break;
-    case 1:  // trade price, quote bidPrice
-      out.has_num[0] = !v.get_double().get(out.num[0]);
-      break;
-    case 2:  // trade size, quote bidSize
-      out.has_int[0] = !v.get_int64().get(out.ints[0]);
-      break;
-    case 3:  // trade side, quote askPrice
-      if (t.is_trade) {
-        out.sell = raw == "\"Sell\"";
-      } else {
-        out.has_num[1] = !v.get_double().get(out.num[1]);
-      }
-      break;
-    case 4:  // quote askSize
-      out.has_int[1] = !v.get_int64().get(out.ints[1]);
-      break;
-    default:
-      break;
+// Walks one row's fields into `r`: interned names (the name at the same position in the last row
+// is tried first, one compare), raw value tokens, and where the typed fields and the symbol are.
+// Values are not parsed here. False when the frame breaks inside the row. No allocation.
+bool FeedEngine::read_generic_row(od::object& row, const TableEntry& t, GenericRow& r) {
+  GenericTable& g = *t.generic;
+  const uint32_t symbol_field = g.symbol_field();
+  r.count = 0;
+  r.typed_at.fill(kAbsent);
+  r.symbol_at = kAbsent;
+  r.bad = false;
+  uint32_t pos = 0;
+  for (auto fr : row) {
+    if (fr.error()) return false;
+    od::field f = fr.value_unsafe();
+    const uint32_t name = g.field_id_at(key_ptr(f), pos++);
+    od::value v = f.value();
+    std::string_view raw;
+    if (raw_value(v, raw)) return false;
+    if (name == Interner::kNone || r.count == r.slots.size()) {
+      r.bad = true;  // more distinct fields than configured
+      continue;
+    }
+    const auto at = static_cast<uint16_t>(r.count);
+    // No branch on what the field is: untyped fields land in kNotTyped, and the first symbol
+    // field is kept by a select.
+    r.typed_at[t.typed_slot[name]] = at;
+    r.symbol_at = (name == symbol_field) & (r.symbol_at == kAbsent) ? at : r.symbol_at;
+    r.slots[r.count++] = RawField{name, raw};
   }
+  return true;
 }
 
-// Latest trade and quote per symbol as numbers, for the segment and the tools. No allocation.
-void FeedEngine::commit_typed(const TableEntry& t, uint32_t symbol, const TypedRow& tv) {
+// Applies one generic row and, for trade and quote, its typed values. False when the row was
+// refused (bad key, unknown row: counted and reported). Network thread; allocation as
+// GenericTable::apply_for_symbol.
+bool FeedEngine::apply_generic_row(TableEntry& t, const GenericRow& r, Action action,
+                                   uint16_t tid) {
+  GenericTable& g = *t.generic;
+  switch (g.apply_for_symbol(action, r.symbol, r.fields())) {
+    case GenericTable::Result::kOk:
+      break;
+    case GenericTable::Result::kReplaced:
+      ++stats_.duplicate_inserts;
+      break;
+    case GenericTable::Result::kBadKey:
+      ++stats_.bad_rows;
+      emit(EventKind::kBadRow, tid, r.symbol, 0, "row without its key fields");
+      return false;
+    case GenericTable::Result::kUnknownRow:
+      ++stats_.unknown_rows;
+      emit(EventKind::kUnknownRow, tid, r.symbol);
+      if (!g.stale) {
+        g.stale = true;
+        ++stats_.tables_marked_stale;
+      }
+      return false;
+  }
+  if ((t.is_trade || t.is_quote) && r.symbol != kNoSymbol && action != Action::kDelete) {
+    commit_typed(t, r);
+  }
+  return true;
+}
+
+namespace {
+
+// The parsers that ondemand's value::get_double() and get_int64() run on a value's token, called on
+// the token itself: it lies in the padded frame, followed by its delimiter, so the same text gives
+// the same number or the same error, and the walk never has to stop at the value.
+namespace numbers = simdjson::builtin::numberparsing;
+
+bool token_double(std::string_view tok, double& out) noexcept {
+  return !tok.empty() &&
+         numbers::parse_double(reinterpret_cast<const uint8_t*>(tok.data())).get(out) ==
+             simdjson::SUCCESS;
+}
+
+bool token_int64(std::string_view tok, int64_t& out) noexcept {
+  return !tok.empty() &&
+         numbers::parse_integer(reinterpret_cast<const uint8_t*>(tok.data())).get(out) ==
+             simdjson::SUCCESS;
+}
+
+bool token_timestamp(std::string_view tok, int64_t& ns) noexcept {
+  std::string_view text;
+  return plain_string(tok, text) && parse_timestamp(text, ns);
+}
+
+}  // namespace
+
+// Latest trade and quote per symbol as numbers, for the segment and the tools, parsed from the
+// row's tokens only now (a row replaced within its frame is never parsed). A trade without price
+// and size says nothing and changes nothing. Network thread; no allocation.
+void FeedEngine::commit_typed(const TableEntry& t, const GenericRow& r) {
+  auto token = [&](int slot) {
+    const uint16_t at = r.typed_at[slot];
+    return at == kAbsent ? std::string_view{} : r.slots[at].value;
+  };
+  int64_t ts = 0;
   if (t.is_trade) {
-    if (!tv.has_num[0] || !tv.has_int[0]) return;  // a trade without price and size says nothing
-    LastTrade& lt = trades_[symbol];
-    lt.price = tv.num[0];
-    lt.size = tv.ints[0];
-    lt.side = tv.sell ? Side::kSell : Side::kBuy;
-    lt.timestamp_ns = tv.has_ts ? tv.ts : 0;
+    double price = 0;
+    int64_t size = 0;
+    if (!token_double(token(1), price) || !token_int64(token(2), size)) return;
+    LastTrade& lt = trades_[r.symbol];
+    lt.price = price;
+    lt.size = size;
+    lt.side = token(3) == "\"Sell\"" ? Side::kSell : Side::kBuy;
+    lt.timestamp_ns = token_timestamp(token(0), ts) ? ts : 0;
     lt.valid = true;
   } else {
-    LastQuote& q = quotes_[symbol];
-    q.has_bid = tv.has_num[0] && tv.has_int[0];
-    q.has_ask = tv.has_num[1] && tv.has_int[1];
-    q.bid_price = q.has_bid ? tv.num[0] : 0;
-    q.bid_size = q.has_bid ? tv.ints[0] : 0;
-    q.ask_price = q.has_ask ? tv.num[1] : 0;
-    q.ask_size = q.has_ask ? tv.ints[1] : 0;
-    q.timestamp_ns = tv.has_ts ? tv.ts : 0;
+    double bid_price = 0, ask_price = 0;
+    int64_t bid_size = 0, ask_size = 0;
+    LastQuote& q = quotes_[r.symbol];
+    q.has_bid = token_double(token(1), bid_price) & token_int64(token(2), bid_size);
+    q.has_ask = token_double(token(3), ask_price) & token_int64(token(4), ask_size);
+    q.bid_price = q.has_bid ? bid_price : 0;
+    q.bid_size = q.has_bid ? bid_size : 0;
+    q.ask_price = q.has_ask ? ask_price : 0;
+    q.ask_size = q.has_ask ? ask_size : 0;
+    q.timestamp_ns = token_timestamp(token(0), ts) ? ts : 0;
     q.valid = true;
   }
 }

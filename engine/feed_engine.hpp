@@ -143,7 +143,7 @@ class FeedEngine {
     bool is_quote = false;
     bool whole_partial = false;  // book tables: a partial without a symbol filter was seen
     std::array<uint64_t, kActionCount> rows{};
-    std::vector<uint8_t> typed_slot;  // trade/quote: field id -> typed slot, or kNotTyped
+    std::vector<uint8_t> typed_slot;  // field id -> typed slot (trade/quote), else kNotTyped
     std::vector<std::unique_ptr<BookEntry>> books;  // by symbol id (book tables)
     std::unique_ptr<GenericTable> generic;          // every other table
   };
@@ -198,17 +198,27 @@ class FeedEngine {
   void mark_book_stale(BookEntry& b);
   void mark_table_books_stale(TableEntry& t);
   void end_frame(FrameHeader& h);
-  struct TypedRow {
-    int64_t ts = 0;
-    std::array<double, 2> num{};
-    std::array<int64_t, 2> ints{};
-    std::array<bool, 2> has_num{}, has_int{};
-    bool has_ts = false, sell = false;
+  // Typed slots of trade and quote rows: 0 timestamp, 1 price / bidPrice, 2 size / bidSize,
+  // 3 side / askPrice, 4 askSize. Fields of no slot land in slot kNotTyped, which nothing reads.
+  static constexpr uint8_t kTypedSlots = 5;
+  static constexpr uint8_t kNotTyped = kTypedSlots;
+  static constexpr uint16_t kAbsent = UINT16_MAX;
+  // A generic row as read from the frame: its fields (raw tokens inside the frame) and where the
+  // typed fields and the symbol are among them.
+  struct GenericRow {
+    std::vector<RawField> slots;  // max_fields_per_row entries; the first `count` are the row
+    uint32_t count = 0;
+    [[nodiscard]] std::span<const RawField> fields() const noexcept {
+      return {slots.data(), count};
+    }
+    std::array<uint16_t, kTypedSlots + 1> typed_at{};  // last field of each slot, or kAbsent
+    uint16_t symbol_at = kAbsent;                      // first "symbol" field, or kAbsent
+    uint32_t symbol = kNoSymbol;
+    bool bad = false;  // more distinct fields than configured
   };
-  static constexpr uint8_t kNotTyped = 0xFF;
-  static void read_typed(const TableEntry& t, uint8_t slot, simdjson::ondemand::value& v,
-                         std::string_view raw, TypedRow& out);
-  void commit_typed(const TableEntry& t, uint32_t symbol, const TypedRow& tv);
+  bool read_generic_row(simdjson::ondemand::object& row, const TableEntry& t, GenericRow& r);
+  bool apply_generic_row(TableEntry& t, const GenericRow& r, Action action, uint16_t tid);
+  void commit_typed(const TableEntry& t, const GenericRow& r);
   uint16_t table_id(std::string_view name);
   [[nodiscard]] uint16_t sniff_table(std::string_view text) const noexcept;
   uint32_t symbol_id(std::string_view sym);
@@ -229,7 +239,8 @@ class FeedEngine {
   std::vector<TableEntry> tables_;
   std::vector<LastTrade> trades_;
   std::vector<LastQuote> quotes_;
-  std::vector<RawField> raw_row_;                         // scratch: one generic row
+  GenericRow row_;      // scratch: the generic row being read
+  GenericRow pending_;  // a keyless insert held back until the next row shows it is not replaced
   std::vector<std::pair<BookEntry*, uint32_t>> touched_;  // books touched by this frame
   std::vector<uint32_t> key_ids_;                         // scratch: a partial's keys
   std::vector<RawField> filter_;                          // scratch: a partial's filter
