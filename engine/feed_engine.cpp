@@ -130,18 +130,44 @@ bool valid_non_object(od::parser& parser, const char* data, size_t len, size_t c
   }
 }
 
-// The action token, quotes included, by its length and one fixed compare: no scan, no escapes
-// (an escaped action is not an action we know).
+// Little-endian word of a short literal, for compares of a whole token in one instruction.
+template <size_t N>
+constexpr uint64_t word_of(const char (&s)[N]) noexcept {
+  static_assert(N - 1 <= 8);
+  uint64_t w = 0;
+  for (size_t i = 0; i < N - 1; ++i)
+    w |= uint64_t{static_cast<unsigned char>(s[i])} << (8 * i);
+  return w;
+}
+
+// The action token, quotes included: the four actions differ in the low three bits of their first
+// letter, which pick the one spelling to compare the token with, as a word (and a ninth byte for
+// "partial"). No loop, no branch on which action it is, no escapes (an escaped action is not an
+// action we know). `a` is left alone when the token is none of them. The token lies in a padded
+// frame: 9 bytes are readable.
 bool parse_action(std::string_view tok, Action& a) noexcept {
-  const char* p = tok.data();
-  if (tok.size() == 8) {  // "update" "insert" "delete"
-    if (key_is(p + 1, "update")) return a = Action::kUpdate, true;
-    if (key_is(p + 1, "insert")) return a = Action::kInsert, true;
-    if (key_is(p + 1, "delete")) return a = Action::kDelete, true;
-  } else if (tok.size() == 9 && key_is(p + 1, "partial")) {
-    return a = Action::kPartial, true;
-  }
-  return false;
+  struct Spelling {
+    uint64_t word;  // the first 8 bytes of the quoted name
+    uint8_t size;   // of the quoted name; 0: no action starts with this letter
+    Action action;
+  };
+  static constexpr std::array<Spelling, 8> kByLetter = {{
+      {word_of("\"partial"), 9, Action::kPartial},  // 'p' & 7 == 0
+      {word_of("\"insert\""), 8, Action::kInsert},  // 'i' & 7 == 1
+      {0, 0, Action::kInsert},
+      {0, 0, Action::kInsert},
+      {word_of("\"delete\""), 8, Action::kDelete},  // 'd' & 7 == 4
+      {word_of("\"update\""), 8, Action::kUpdate},  // 'u' & 7 == 5
+      {0, 0, Action::kInsert},
+      {0, 0, Action::kInsert},
+  }};
+  if (tok.size() < 2) return false;
+  const Spelling& s = kByLetter[static_cast<unsigned char>(tok[1]) & 7];
+  uint64_t w;
+  std::memcpy(&w, tok.data(), 8);
+  const bool ok = (tok.size() == s.size) & (w == s.word) & ((s.size == 8) | (tok[8] == '"'));
+  a = ok ? s.action : a;
+  return ok;
 }
 
 // True when the raw string token `tok` is exactly `"` + cached + `"`, `cached` being a name the
@@ -179,16 +205,6 @@ class FieldWalk {
   }
   simdjson::simdjson_result<od::object_iterator> it_, end_;
 };
-
-// Little-endian word of a short literal, for compares of a whole token in one instruction.
-template <size_t N>
-constexpr uint64_t word_of(const char (&s)[N]) noexcept {
-  static_assert(N - 1 <= 8);
-  uint64_t w = 0;
-  for (size_t i = 0; i < N - 1; ++i)
-    w |= uint64_t{static_cast<unsigned char>(s[i])} << (8 * i);
-  return w;
-}
 
 // The side from its raw token ("Buy" or "Sell", quotes included) without a branch on which it is:
 // both are compared as whole words and the answer is selected. False for anything else. The token
@@ -333,22 +349,29 @@ uint16_t FeedEngine::find_table(std::string_view name) const noexcept {
 // The symbol id of a raw string token (quotes included) from a padded frame, or kNoSymbol when the
 // token is not a plain string, is unknown and `may_add` is false, or the directory is full.
 // Frames alternate between symbols, which defeats a one-entry cache: a small direct-mapped cache
-// on (length, first 8 bytes) answers with one probe and two 16-byte compares. No allocation.
+// on (length, first and last 8 bytes) answers with one probe and word compares. No allocation.
 uint32_t FeedEngine::symbol_of_token(std::string_view tok, bool may_add) {
-  const size_t n = tok.size() - 2;
-  if (tok.size() >= 2 && n <= 32 && tok.front() == '"' && tok.back() == '"') {
-    uint64_t head;
-    std::memcpy(&head, tok.data() + 1, 8);  // padded input: 8 bytes are always readable
-    if (n < 8) head &= (uint64_t{1} << (8 * n)) - 1;
+  const size_t n = tok.size() - 2;  // wraps for a token shorter than two quotes
+  if (n <= 32 && (tok.front() == '"') & (tok.back() == '"')) {
+    // The name as two words, its first and its last 8 bytes (overlapping, or the same word with
+    // the bytes past the name cleared when it is shorter): for names of up to 16 bytes, which is
+    // every BitMEX symbol, equal words and length mean equal names, with no load of the name.
+    const char* p = tok.data() + 1;  // padded input: 8 bytes from p and from p + n - 8 are readable
+    const uint64_t mask = n >= 8 ? ~uint64_t{0} : ~(~uint64_t{0} << (8 * n));
+    uint64_t head, tail;
+    std::memcpy(&head, p, 8);
+    std::memcpy(&tail, p + (n >= 8 ? n - 8 : 0), 8);
+    head &= mask;
+    tail &= mask;
     SymbolCacheEntry& e = symbol_cache_[((head * 0x9e3779b97f4a7c15ULL) >> 58 ^ n) & 63];
-    if (e.length == n && e.head == head && e.id != kNoSymbol &&
-        json::short_equal(tok.data() + 1, symbols_.name(e.id).data(), n)) {
+    if ((e.length == n) & (e.head == head) & (e.tail == tail) & (e.id != kNoSymbol) &&
+        (n <= 16 || json::short_equal(p, symbols_.name(e.id).data(), n))) {
       return e.id;  // equal to a validated name: no escape to look for
     }
     std::string_view text;
     if (!plain_string(tok, text)) return kNoSymbol;
     const uint32_t id = may_add ? symbol_id(text) : symbols_.find(text);
-    if (id != kNoSymbol) e = SymbolCacheEntry{head, static_cast<uint32_t>(n), id};
+    if (id != kNoSymbol) e = SymbolCacheEntry{head, tail, static_cast<uint32_t>(n), id};
     return id;
   }
   std::string_view text;
@@ -852,8 +875,11 @@ bool FeedEngine::book_rows(od::array data, TableEntry& t, FrameHeader& h) {
       continue;
     }
     const bool insert_like = h.action == Action::kPartial || h.action == Action::kInsert;
-    if (r.bad || !r.has_id || !r.has_side || (insert_like && (!r.has_size || !r.has_price)) ||
-        (h.action == Action::kUpdate && !r.has_size)) {
+    // One test of everything a row of this action needs, with no branch per field.
+    const bool needs_size = insert_like || h.action == Action::kUpdate;
+    const bool usable =
+        !r.bad & r.has_id & r.has_side & (r.has_size | !needs_size) & (r.has_price | !insert_like);
+    if (!usable) [[unlikely]] {
       ++stats_.bad_rows;
       emit(EventKind::kBadRow, tid, sym, static_cast<int64_t>(r.id),
            "book row with missing or mistyped fields");

@@ -224,7 +224,7 @@ class FeedEngine {
   uint32_t symbol_id(std::string_view sym);
   uint32_t symbol_of_token(std::string_view tok, bool may_add);
   struct SymbolCacheEntry {
-    uint64_t head = 0;
+    uint64_t head = 0, tail = 0;  // the name's first and last 8 bytes (see symbol_of_token)
     uint32_t length = 0;
     uint32_t id = kNoSymbol;
   };
