@@ -27,15 +27,23 @@ GenericTable::GenericTable(std::string name, uint32_t max_fields, uint32_t max_s
 uint32_t GenericTable::field_id(std::string_view raw_name, uint32_t position) noexcept {
   if (position < layout_.size()) {
     Seen& seen = layout_[position];
-    if (seen.id != Interner::kNone && std::string_view(seen.name, seen.length) == raw_name) {
+    if (seen.id != Interner::kNone && seen.length == raw_name.size() &&
+        std::memcmp(seen.name, raw_name.data(), raw_name.size()) == 0) {
       return seen.id;
     }
     const uint32_t id = fields_.intern(raw_name);
-    if (id == Interner::kNone) {
-      seen = Seen{};
-    } else {
+    seen = Seen{};
+    if (id != Interner::kNone) {
       const std::string_view name = fields_.name(id);
-      seen = Seen{name.data(), static_cast<uint32_t>(name.size()), id};
+      seen.name = name.data();
+      seen.length = static_cast<uint32_t>(name.size());
+      seen.id = id;
+      if (name.size() < 16) {
+        for (size_t i = 0; i <= name.size(); ++i) {
+          seen.bytes[i] = static_cast<signed char>(i < name.size() ? name[i] : '"');
+          seen.mask[i] = -1;
+        }
+      }
     }
     return id;
   }
