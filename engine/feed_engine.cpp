@@ -185,7 +185,8 @@ bool cached_name(std::string_view tok, std::string_view cached) noexcept {
 // Steps through the fields of an object exactly as a range-for over it does (check the end, read
 // the field, later skip what is left of its value and move on), one call at a time, so that a
 // caller can unroll the fields it expects in order: each unrolled step then has branches of its
-// own, predicted from that field's history alone. No allocation.
+// own, predicted from that field's history alone. Used for a frame's top-level keys. No
+// allocation.
 class FieldWalk {
  public:
   enum Step : uint8_t { kField, kEnd, kError };
@@ -281,9 +282,11 @@ struct FeedEngine::BookRow {
       has_price = true;
     }
   }
-  // Any field, in any order: first byte, then one fixed-length compare. Out of line: rows in the
-  // usual order never come here.
-  [[gnu::noinline]] void read_any(od::field& f) noexcept {
+  // Any field, in any order: first byte, then one fixed-length compare. (Unrolling the usual
+  // order symbol, id, side, size, price into one compare per step halves callgrind's branch
+  // misses, but measured 10% slower per book frame on a real core, whose predictor learns this
+  // switch from history: the loop stays.)
+  [[gnu::always_inline]] void read_field(od::field& f) noexcept {
     const char* k = key_ptr(f);
     od::value& v = f.value();
     switch (k[0]) {
@@ -824,40 +827,14 @@ bool FeedEngine::book_rows(od::array data, TableEntry& t, FrameHeader& h) {
       h.rows_lost = true;
       return false;
     }
-    // BitMEX sends symbol, id, side, size, price in that order (delete rows stop after side,
-    // update rows after size): each expected key is checked with one compare at its own step;
-    // anything else, or a field past these, goes through read_any().
     BookRow r;
-    FieldWalk walk(row);
-    od::field f;
-    FieldWalk::Step step = walk.first(f);
-    if (step == FieldWalk::kField) {
-      key_is(key_ptr(f), "symbol") ? r.read_symbol(f.value()) : r.read_any(f);
-      step = walk.next(f);
-    }
-    if (step == FieldWalk::kField) {
-      key_is(key_ptr(f), "id") ? r.read_id(f.value()) : r.read_any(f);
-      step = walk.next(f);
-    }
-    if (step == FieldWalk::kField) {
-      key_is(key_ptr(f), "side") ? r.read_side(f.value()) : r.read_any(f);
-      step = walk.next(f);
-    }
-    if (step == FieldWalk::kField) {
-      key_is(key_ptr(f), "size") ? r.read_size(f.value()) : r.read_any(f);
-      step = walk.next(f);
-    }
-    if (step == FieldWalk::kField) {
-      key_is(key_ptr(f), "price") ? r.read_price(f.value()) : r.read_any(f);
-      step = walk.next(f);
-    }
-    while (step == FieldWalk::kField) {
-      r.read_any(f);
-      step = walk.next(f);
-    }
-    if (step == FieldWalk::kError) {
-      h.rows_lost = true;
-      return false;
+    for (auto fr : row) {
+      if (fr.error()) {
+        h.rows_lost = true;
+        return false;
+      }
+      od::field f = fr.value_unsafe();
+      r.read_field(f);
     }
     ++t.rows[static_cast<int>(h.action)];
     ++stats_.rows;
