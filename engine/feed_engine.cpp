@@ -833,8 +833,7 @@ bool FeedEngine::book_rows(od::array data, TableEntry& t, FrameHeader& h) {
         h.rows_lost = true;
         return false;
       }
-      od::field f = fr.value_unsafe();
-      r.read_field(f);
+      r.read_field(fr.value_unsafe());
     }
     ++t.rows[static_cast<int>(h.action)];
     ++stats_.rows;
@@ -972,9 +971,11 @@ bool FeedEngine::read_generic_row(od::object& row, const TableEntry& t, GenericR
   uint32_t pos = 0;
   for (auto fr : row) {
     if (fr.error()) return false;
-    od::field f = fr.value_unsafe();
+    // References, not copies: a copied field or value went through the stack as pieces and was
+    // read back as one 16-byte load, which no store can forward (a stall on every field).
+    od::field& f = fr.value_unsafe();
     const uint32_t name = g.field_id_at(key_ptr(f), pos++);
-    od::value v = f.value();
+    od::value& v = f.value();
     std::string_view raw;
     if (raw_value(v, raw)) return false;
     if (name == Interner::kNone || r.count == r.slots.size()) {
