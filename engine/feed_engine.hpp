@@ -151,7 +151,7 @@ class FeedEngine {
     bool is_quote = false;
     bool whole_partial = false;  // book tables: a partial without a symbol filter was seen
     std::array<uint64_t, kActionCount> rows{};
-    std::vector<uint8_t> typed_slot;  // trade/quote: field id -> typed slot, or kNotTyped
+    std::vector<uint8_t> typed_slot;  // field id -> typed slot (trade/quote), else kNotTyped
     std::vector<std::unique_ptr<BookEntry>> books;  // by symbol id (book tables)
     std::unique_ptr<GenericTable> generic;          // every other table
   };
@@ -200,11 +200,13 @@ class FeedEngine {
   void publish_stats() noexcept;
   void publish_level(const TableEntry& t, BookEntry& b, Action action, Side side, uint64_t id,
                      double old_price, double price, int64_t size) noexcept;
-  void publish_row(TableEntry& t, uint32_t symbol, Action action, std::string_view json,
-                   int64_t exchange_ns) noexcept;
+  void publish_row(TableEntry& t, uint32_t symbol, Action action) noexcept;
   std::string_view row_text(const char* start) noexcept;
   FrameResult fail(FrameKind kind, const FrameHeader& h, std::string_view excerpt);
   void classify_control(FrameHeader& h);
+  bool read_table(simdjson::ondemand::value& v, FrameHeader& h);
+  static void read_action(simdjson::ondemand::value& v, FrameHeader& h) noexcept;
+  bool top_field(simdjson::ondemand::field& f, FrameHeader& h);
   bool parse_partial_keys(simdjson::ondemand::value& v, FrameHeader& h);
   bool parse_partial_filter(simdjson::ondemand::value& v, FrameHeader& h);
   bool on_data(simdjson::ondemand::value& v, FrameHeader& h);
@@ -216,23 +218,34 @@ class FeedEngine {
   void mark_book_stale(BookEntry& b);
   void mark_table_books_stale(TableEntry& t);
   void end_frame(FrameHeader& h);
-  struct TypedRow {
-    int64_t ts = 0;
-    std::array<double, 2> num{};
-    std::array<int64_t, 2> ints{};
-    std::array<bool, 2> has_num{}, has_int{};
-    bool has_ts = false, sell = false;
+  // Typed slots of trade and quote rows: 0 timestamp, 1 price / bidPrice, 2 size / bidSize,
+  // 3 side / askPrice, 4 askSize. Fields of no slot land in slot kNotTyped, which nothing reads.
+  static constexpr uint8_t kTypedSlots = 5;
+  static constexpr uint8_t kNotTyped = kTypedSlots;
+  static constexpr uint16_t kAbsent = UINT16_MAX;
+  // A generic row as read from the frame: its fields (raw tokens inside the frame) and where the
+  // typed fields and the symbol are among them.
+  struct GenericRow {
+    std::vector<RawField> slots;  // max_fields_per_row entries; the first `count` are the row
+    uint32_t count = 0;
+    [[nodiscard]] std::span<const RawField> fields() const noexcept {
+      return {slots.data(), count};
+    }
+    std::array<uint16_t, kTypedSlots + 1> typed_at{};  // last field of each slot, or kAbsent
+    uint16_t symbol_at = kAbsent;                      // first "symbol" field, or kAbsent
+    uint32_t symbol = kNoSymbol;
+    bool bad = false;  // more distinct fields than configured
   };
-  static constexpr uint8_t kNotTyped = 0xFF;
-  static void read_typed(const TableEntry& t, uint8_t slot, simdjson::ondemand::value& v,
-                         std::string_view raw, TypedRow& out);
-  void commit_typed(const TableEntry& t, uint32_t symbol, const TypedRow& tv);
+  bool read_generic_row(simdjson::ondemand::object& row, const TableEntry& t, GenericRow& r);
+  bool apply_generic_row(TableEntry& t, const GenericRow& r, Action action, uint16_t tid);
+  void commit_typed(const TableEntry& t, const GenericRow& r);
+  [[nodiscard]] int64_t row_time(const TableEntry& t, const GenericRow& r) const noexcept;
   uint16_t table_id(std::string_view name);
   [[nodiscard]] uint16_t sniff_table(std::string_view text) const noexcept;
   uint32_t symbol_id(std::string_view sym);
   uint32_t symbol_of_token(std::string_view tok, bool may_add);
   struct SymbolCacheEntry {
-    uint64_t head = 0;
+    uint64_t head = 0, tail = 0;  // the name's first and last 8 bytes (see symbol_of_token)
     uint32_t length = 0;
     uint32_t id = kNoSymbol;
   };
@@ -247,7 +260,8 @@ class FeedEngine {
   std::vector<TableEntry> tables_;
   std::vector<LastTrade> trades_;
   std::vector<LastQuote> quotes_;
-  std::vector<RawField> raw_row_;                         // scratch: one generic row
+  GenericRow row_;      // scratch: the generic row being read
+  GenericRow pending_;  // a keyless insert held back until the next row shows it is not replaced
   std::vector<std::pair<BookEntry*, uint32_t>> touched_;  // books touched by this frame
   std::vector<uint32_t> key_ids_;                         // scratch: a partial's keys
   std::vector<RawField> filter_;                          // scratch: a partial's filter

@@ -11,12 +11,40 @@ namespace bmx {
 namespace {
 constexpr uint32_t kMaxFieldNameLen = 64;
 constexpr size_t kMinRowText = 256;
+
+// Copies a short value inline: two overlapping moves of the largest power of two that fits, so
+// that neither side is read or written outside [p, p + n) and no libc call is made for the few
+// dozen bytes a value has. Longer values go to memcpy.
+inline void copy_value(char* dst, const char* src, size_t n) noexcept {
+  if (n >= 8) {
+    if (n > 16) {
+      std::memcpy(dst, src, n);
+      return;
+    }
+    uint64_t a, b;
+    std::memcpy(&a, src, 8);
+    std::memcpy(&b, src + n - 8, 8);
+    std::memcpy(dst, &a, 8);
+    std::memcpy(dst + n - 8, &b, 8);
+  } else if (n >= 4) {
+    uint32_t a, b;
+    std::memcpy(&a, src, 4);
+    std::memcpy(&b, src + n - 4, 4);
+    std::memcpy(dst, &a, 4);
+    std::memcpy(dst + n - 4, &b, 4);
+  } else if (n > 0) {
+    const char a = src[0], b = src[n / 2], c = src[n - 1];
+    dst[0] = a;
+    dst[n / 2] = b;
+    dst[n - 1] = c;
+  }
+}
 }  // namespace
 
 GenericTable::GenericTable(std::string name, uint32_t max_fields, uint32_t max_symbols)
     : name_(std::move(name)),
       fields_(max_fields, kMaxFieldNameLen),
-      field_at_(max_fields, Interner::kNone),
+      layout_(max_fields),
       symbol_field_(fields_.intern("symbol")),
       covered_(max_symbols, 0),
       row_of_symbol_(max_symbols, kNoRow) {
@@ -25,11 +53,26 @@ GenericTable::GenericTable(std::string name, uint32_t max_fields, uint32_t max_s
 }
 
 uint32_t GenericTable::field_id(std::string_view raw_name, uint32_t position) noexcept {
-  if (position < field_at_.size()) {
-    const uint32_t guess = field_at_[position];
-    if (guess != Interner::kNone && fields_.name(guess) == raw_name) return guess;
+  if (position < layout_.size()) {
+    Seen& seen = layout_[position];
+    if (seen.id != Interner::kNone && seen.length == raw_name.size() &&
+        std::memcmp(seen.name, raw_name.data(), raw_name.size()) == 0) {
+      return seen.id;
+    }
     const uint32_t id = fields_.intern(raw_name);
-    field_at_[position] = id;
+    seen = Seen{};
+    if (id != Interner::kNone) {
+      const std::string_view name = fields_.name(id);
+      seen.name = name.data();
+      seen.length = static_cast<uint32_t>(name.size());
+      seen.id = id;
+      if (name.size() < 16) {
+        for (size_t i = 0; i <= name.size(); ++i) {
+          seen.bytes[i] = static_cast<signed char>(i < name.size() ? name[i] : '"');
+          seen.mask[i] = -1;
+        }
+      }
+    }
     return id;
   }
   return fields_.intern(raw_name);
@@ -87,20 +130,25 @@ uint32_t GenericTable::new_row() {
   return static_cast<uint32_t>(rows_.size() - 1);
 }
 
+// Replaces the row's fields and text. Both are sized once (only growth past what the row held
+// fills or allocates) and then written by index, without an append per field.
 void GenericTable::write_row(Row& row, std::span<const RawField> fields) {
   size_t bytes = 0;
   for (const RawField& f : fields)
     bytes += f.value.size();
   if (row.text.capacity() < bytes) row.text.reserve(std::max(kMinRowText, bytes * 2));
   if (row.fields.capacity() < fields.size()) row.fields.reserve(fields.size() * 2);
-  row.fields.clear();
-  row.text.clear();
-  for (const RawField& f : fields) {
-    row.fields.push_back(Field{f.name, static_cast<uint32_t>(row.text.size()),
-                               static_cast<uint32_t>(f.value.size())});
-    row.text.append(f.value);
+  row.fields.resize(fields.size());
+  row.text.resize(bytes);
+  char* out = row.text.data();
+  uint32_t at = 0;
+  for (size_t i = 0; i < fields.size(); ++i) {
+    const auto len = static_cast<uint32_t>(fields[i].value.size());
+    row.fields[i] = Field{fields[i].name, at, len};
+    copy_value(out + at, fields[i].value.data(), len);
+    at += len;
   }
-  row.live_bytes = static_cast<uint32_t>(row.text.size());
+  row.live_bytes = static_cast<uint32_t>(bytes);
   row.in_use = true;
 }
 

@@ -68,16 +68,22 @@ class GenericTable {
   // no hash). Network thread; no allocation.
   [[nodiscard]] uint32_t field_id(std::string_view raw_name, uint32_t position) noexcept;
   // The same from a key inside a padded simdjson input (the byte after its opening quote): the
-  // expected name is checked in place, and the key is measured only when it is not the one.
+  // name seen at this position last time is checked in place, and the key is measured only when
+  // it is not the one. A name of up to 15 bytes is kept with its closing quote as 16 bytes and a
+  // mask, so the check is one masked 16-byte compare with no load of the name; a longer one is
+  // compared with the interned name. Network thread; no allocation.
   [[nodiscard]] uint32_t field_id_at(const char* key, uint32_t position) noexcept {
-    if (position < field_at_.size()) {
-      const uint32_t guess = field_at_[position];
-      if (guess != Interner::kNone) {
-        const std::string_view n = fields_.name(guess);
-        if (n.size() <= 32 ? json::short_equal(key, n.data(), n.size())
-                           : std::memcmp(key, n.data(), n.size()) == 0) {
-          if (key[n.size()] == '"') return guess;
-        }
+    if (position < layout_.size()) {
+      const Seen& seen = layout_[position];
+      if (seen.length < 16) {
+        json::Bytes16 k;
+        __builtin_memcpy(&k, key, 16);  // padded input: 16 bytes are readable
+        if (json::all_zero((k ^ seen.bytes) & seen.mask)) return seen.id;
+      } else if (seen.id != Interner::kNone &&
+                 (seen.length <= 32 ? json::short_equal(key, seen.name, seen.length)
+                                    : std::memcmp(key, seen.name, seen.length) == 0) &&
+                 key[seen.length] == '"') {
+        return seen.id;
       }
     }
     return field_id(json::scan_raw_key(key), position);
@@ -148,7 +154,16 @@ class GenericTable {
 
   std::string name_;
   Interner fields_;
-  std::vector<uint32_t> field_at_;  // last field id seen at each row position
+  // The row layout last seen: the field at each row position, with its interned name's address
+  // (stable: the interner's arena never moves), length and, when short, bytes.
+  struct Seen {
+    json::Bytes16 bytes{};  // name + '"' when length < 16, zero-padded
+    json::Bytes16 mask{};   // 0xFF over the bytes of name + '"'
+    const char* name = nullptr;
+    uint32_t length = UINT32_MAX;  // UINT32_MAX with id kNone: nothing seen yet
+    uint32_t id = Interner::kNone;
+  };
+  std::vector<Seen> layout_;
   std::vector<uint32_t> keys_;
   uint32_t symbol_field_;
   bool whole_ = false;

@@ -8,8 +8,10 @@
 
 namespace bmx::json {
 
-// Strips the whitespace that simdjson leaves after a raw token. No allocation.
+// Strips the whitespace that simdjson leaves after a raw token. A token almost always ends in a
+// quote, a digit or a letter, above every whitespace byte: one compare says so. No allocation.
 constexpr std::string_view trim_token(std::string_view t) noexcept {
+  if (!t.empty() && static_cast<unsigned char>(t.back()) > ' ') return t;
   while (!t.empty() &&
          (t.back() == ' ' || t.back() == '\t' || t.back() == '\n' || t.back() == '\r'))
     t.remove_suffix(1);
@@ -25,10 +27,20 @@ inline std::string_view scan_raw_key(const char* p) noexcept {
   return {p, static_cast<size_t>(q - p)};
 }
 
+// 16 bytes as one vector value (GCC/Clang vector extension: ^, &, == work lane by lane).
+using Bytes16 = signed char __attribute__((vector_size(16)));
+
+// True when every byte of `v` is zero. No branch.
+inline bool all_zero(Bytes16 v) noexcept {
+  uint64_t w[2];
+  __builtin_memcpy(w, &v, 16);
+  return (w[0] | w[1]) == 0;
+}
+
 // Equality of two short byte strings with two 16-byte compares and no loop or libc call: both
 // pointers must have 32 readable bytes (a padded simdjson input, an Interner name). n <= 32.
 inline bool short_equal(const char* a, const char* b, size_t n) noexcept {
-  using V = signed char __attribute__((vector_size(16)));
+  using V = Bytes16;
   static constexpr V kLo = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
   static constexpr V kHi = kLo + 16;
   V a0, a1, b0, b1;

@@ -282,6 +282,19 @@ TEST_F(BadInput, NonPositivePriceIsABadRow) {
   expect_stale({"XBTUSD", "BCHUSD"});
 }
 
+TEST_F(BadInput, PriceThatIsNeitherANumberNorNullIsABadRowNotAnException) {
+  // Tokens that start like null but are not: once thrown out of on_frame by a bool conversion.
+  feed(R"({"table":"orderBookL2","action":"update","data":[)"
+       R"({"symbol":"XBTUSD","id":8796766500,"side":"Sell","size":100,"price":nan}]})");
+  feed(R"({"table":"orderBookL2","action":"update","data":[)"
+       R"({"symbol":"BCHUSD","id":1,"side":"Sell","size":1,"price":nul},)"
+       R"({"symbol":"SOLUSDT","id":1,"side":"Sell","size":1,"price":"1"}]})");
+  EXPECT_EQ(e->stats().bad_rows, 3u);
+  expect_levels_unchanged();
+  expect_stale({"XBTUSD", "BCHUSD", "SOLUSDT"});
+  finish_session_and_expect_fresh_books_match_reference(7);
+}
+
 TEST_F(BadInput, RowsAfterABadRowOfTheSameBookAreDroppedAsStale) {
   feed(R"({"table":"orderBookL2","action":"insert","data":[)"
        R"({"symbol":"XBTUSD","id":1,"side":"Buy","size":1,"price":0},)"

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <map>
 #include <string>
 
 #include "consumers/local_book.hpp"
@@ -72,18 +73,40 @@ TEST_P(PublishSession, SegmentAndRingEndEqualToTheReference) {
   r.seek(1);
   consumer::LocalBooks mine;
   uint64_t frames_seen = 0;
+  std::map<std::string, uint64_t> row_records;  // table -> kRow records
+  std::string bad_text;
   // A reader that keeps up frame by frame and acts only on whole frames.
   p.replay([&] {
     const auto res = r.poll([&](const shm::Delta& d) {
       mine.apply(d);
       frames_seen += d.last_in_frame();
+      if (d.kind() == shm::RecordKind::kRow) {
+        ++row_records[std::string(r.table_name(d.body.table))];
+        // The row exactly as the exchange sent it: one JSON object naming its symbol.
+        simdjson::dom::parser parser;
+        simdjson::dom::object o;
+        const std::string text(d.text);
+        if (parser.parse(text).get(o) ||
+            o["symbol"].get_string().value_unsafe() != r.symbol_name(d.body.symbol)) {
+          if (bad_text.empty()) bad_text = text;
+        }
+      }
     });
     ASSERT_FALSE(res.lapped);
   });
   EXPECT_GT(frames_seen, 0u);
+  EXPECT_TRUE(bad_text.empty()) << "a row record's text: " << bad_text;
 
   const bmxtest::ReferenceModel model = bmxtest::model_of_capture(bmxtest::data_path(file));
   ASSERT_TRUE(model.problems.empty());
+  // One ring record per row received, every action (the recording's own counts).
+  for (const auto& [table, actions] : model.rows) {
+    if (table == "orderBookL2") continue;
+    uint64_t received = 0;
+    for (const auto& [action, n] : actions)
+      received += n;
+    EXPECT_EQ(row_records[table], received) << table;
+  }
   const auto l2 = r.table_id("orderBookL2");
   ASSERT_TRUE(l2.has_value());
   for (const auto& [symbol, book] : model.books) {

@@ -3,6 +3,7 @@
 #include "engine/timestamp.hpp"
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 #include <gtest/gtest.h>
@@ -92,6 +93,37 @@ TEST(Timestamp, RejectsMalformedText) {
     EXPECT_FALSE(bmx::parse_timestamp(bad, ns)) << bad;
     EXPECT_EQ(ns, 7) << "a rejected timestamp must leave the output alone: " << bad;
   }
+}
+
+// BitMEX's own form ("....mmmZ", 24 characters) is read by a fixed-position fast path; the same
+// instant written any other way goes through the general parser. Both must agree, and the fast
+// path must refuse what the general one refuses.
+TEST(Timestamp, BitmexFormAgreesWithTheGeneralParser) {
+  for (const std::string_view ts :
+       {"2021-04-05T18:41:15.515Z", "1970-01-01T00:00:00.000Z", "1969-12-31T23:59:59.999Z",
+        "2020-02-29T23:59:60.001Z", "2000-02-29T12:00:00.000Z", "9999-12-31T23:59:59.999Z",
+        "0000-01-01T00:00:00.000Z"}) {
+    std::string longer(ts);
+    longer.insert(23, "000");  // ".515Z" -> ".515000Z": same instant, general path
+    EXPECT_NE(parse_or_sentinel(ts), -42) << ts;
+    EXPECT_EQ(parse_or_sentinel(ts), parse_or_sentinel(longer)) << ts;
+  }
+  // Every character of the form, changed to a byte the form does not allow there, is refused,
+  // except what the general parser also accepts (a space for the 'T').
+  const std::string good = "2021-04-05T18:41:15.515Z";
+  for (size_t i = 0; i < good.size(); ++i) {
+    for (const char c : {'/', ':', 'x', '\xff', '\0'}) {
+      std::string bad = good;
+      bad[i] = c;
+      if (bad == good) continue;
+      EXPECT_EQ(parse_or_sentinel(bad), -42) << i << " " << static_cast<int>(c);
+    }
+  }
+  EXPECT_EQ(parse_or_sentinel("2021-04-05 18:41:15.515Z"), parse_or_sentinel(good));
+  EXPECT_EQ(parse_or_sentinel("2021-02-29T00:00:00.000Z"), -42);
+  EXPECT_EQ(parse_or_sentinel("2021-04-31T00:00:00.000Z"), -42);
+  EXPECT_EQ(parse_or_sentinel("2021-04-30T24:00:00.000Z"), -42);
+  EXPECT_EQ(parse_or_sentinel("2021-00-10T00:00:00.000Z"), -42);
 }
 
 TEST(Timestamp, IsUsableAtCompileTime) {
