@@ -288,8 +288,6 @@ BMX_HOT_INLINE uint32_t SideOrder::pop_front(double& key) noexcept {
 
 namespace {
 
-constexpr uint64_t kGolden = 0x9e3779b97f4a7c15ULL;  // 2^64 / golden ratio, odd
-
 uint64_t mix64(uint64_t k) noexcept {
   k ^= k >> 33;
   k *= 0xff51afd7ed558ccdULL;
@@ -304,7 +302,7 @@ constexpr int kMaxReseeds = 3;
 
 }  // namespace
 
-OrderBook::OrderBook(uint32_t capacity) : mult_(kGolden) {
+OrderBook::OrderBook(uint32_t capacity) : mult_(kFirstMultiplier) {
   rebuild(std::max<uint32_t>(capacity, 16));
 }
 
@@ -375,7 +373,7 @@ void OrderBook::reindex() noexcept {
 }
 
 void OrderBook::reseed() noexcept {
-  mult_ = mix64(kGolden * ++seeds_) | 1;
+  mult_ = mix64(kFirstMultiplier * ++seeds_) | 1;
   ++rehashes_;
   reindex();
 }

@@ -195,6 +195,8 @@ class OrderBook {
   // An insert that passes more full index buckets (4 cells each) than this re-seeds the index
   // hash (see above).
   static constexpr uint32_t kMaxProbe = 16;
+  // The index hash's multiplier until the first re-seed (tests craft colliding ids from it).
+  static constexpr uint64_t kFirstMultiplier = 0x9e3779b97f4a7c15ULL;  // 2^64 / golden ratio
 
   explicit OrderBook(uint32_t capacity = 256);
   // Copies are deep and independent (benchmarks replay deltas on copies of one image). Cold path.

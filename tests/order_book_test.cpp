@@ -419,4 +419,329 @@ TEST(OrderBook, CopiesAreDeepAndIndependent) {
   EXPECT_EQ(b.depth(kBuy), 19u);
 }
 
+// ---- Every operation against a reference, at every depth ----------------------------------------
+
+// A book and an independent model of it (std::map per side), driven together. check() compares
+// every level of both sides, ids included, best first.
+struct Checked {
+  OrderBook book;
+  std::map<uint64_t, std::pair<double, int64_t>> ref[2];  // side -> id -> (price, size)
+
+  explicit Checked(uint32_t capacity = 256) : book(capacity) {}
+
+  void insert(Side side, uint64_t id, double price, int64_t size) {
+    ASSERT_EQ(book.insert(side, id, price, size), Result::kOk) << id;
+    ref[static_cast<int>(side)][id] = {price, size};
+  }
+  void update(Side side, uint64_t id, int64_t size, bool has_price, double price) {
+    ASSERT_EQ(book.update(side, id, size, has_price, price), Result::kOk) << id;
+    auto& l = ref[static_cast<int>(side)][id];
+    l.second = size;
+    if (has_price) l.first = price;
+  }
+  void remove(Side side, uint64_t id) {
+    ASSERT_EQ(book.remove(side, id), Result::kOk) << id;
+    ref[static_cast<int>(side)].erase(id);
+  }
+  // The reference's levels best first; equal prices by id (tests that make ties check them apart).
+  std::vector<bmx::BookLevel> want(Side side) const {
+    std::vector<bmx::BookLevel> out;
+    for (const auto& [id, l] : ref[static_cast<int>(side)])
+      out.push_back(bmx::BookLevel{l.first, l.second, id});
+    std::sort(out.begin(), out.end(), [side](const auto& a, const auto& b) {
+      if (a.price != b.price) return side == kBuy ? a.price > b.price : a.price < b.price;
+      return a.id < b.id;
+    });
+    return out;
+  }
+  std::vector<bmx::BookLevel> got(Side side) const {
+    std::vector<bmx::BookLevel> out;
+    for (uint32_t i = 0; i < book.depth(side); ++i)
+      out.push_back(book.level(side, i));
+    std::stable_sort(out.begin(), out.end(), [side](const auto& a, const auto& b) {
+      if (a.price != b.price) return side == kBuy ? a.price > b.price : a.price < b.price;
+      return a.id < b.id;
+    });
+    return out;
+  }
+  // Every level equal, in order; also the book's own order must be by price (ties aside).
+  void check(const char* where = "") const {
+    for (Side side : {kBuy, kSell}) {
+      for (uint32_t i = 1; i < book.depth(side); ++i) {
+        const double better = book.level(side, i - 1).price, worse = book.level(side, i).price;
+        ASSERT_TRUE(side == kBuy ? better >= worse : better <= worse)
+            << where << " side " << int(side) << " level " << i << " out of order";
+      }
+      const auto w = want(side);
+      const auto g = got(side);
+      ASSERT_EQ(g.size(), w.size()) << where;
+      for (size_t i = 0; i < w.size(); ++i) {
+        ASSERT_EQ(g[i].price, w[i].price) << where << " level " << i;
+        ASSERT_EQ(g[i].size, w[i].size) << where << " level " << i;
+        ASSERT_EQ(g[i].id, w[i].id) << where << " level " << i;
+      }
+      if (w.empty()) {
+        ASSERT_EQ(book.best(side), nullptr) << where;
+      } else {
+        ASSERT_NE(book.best(side), nullptr) << where;
+        ASSERT_EQ(book.best(side)->price, w.front().price) << where;
+      }
+    }
+    const bool crossed =
+        !ref[0].empty() && !ref[1].empty() && want(kBuy).front().price >= want(kSell).front().price;
+    ASSERT_EQ(book.crossed(), crossed) << where;
+  }
+};
+
+// A side of 600 levels; at every depth from the best to past the worst: an insert there, an update
+// of its size, a move of it to the best and back, and its delete. The depths cross every internal
+// boundary (the 64 levels counted first, the top tier's 64..192 levels, the two ends of each
+// array).
+TEST(OrderBook, EveryDepthInsertsUpdatesMovesAndDeletesCorrectly) {
+  for (Side side : {kBuy, kSell}) {
+    Checked c(2048);
+    const double sign = side == kBuy ? -1.0 : 1.0;  // deeper: lower bids, higher asks
+    for (uint64_t i = 0; i < 600; ++i)
+      ASSERT_NO_FATAL_FAILURE(c.insert(side, 1000 + i, 500.0 + sign * double(2 * i), 1));
+    ASSERT_NO_FATAL_FAILURE(c.check("built"));
+    for (uint64_t d = 0; d <= 600; ++d) {
+      // Between the levels at depths d - 1 and d (an odd tick), or past the worst.
+      const double price = 500.0 + sign * (double(2 * d) - 1.0);
+      ASSERT_NO_FATAL_FAILURE(c.insert(side, 5, price, 7));
+      ASSERT_EQ(c.book.level(side, static_cast<uint32_t>(d)).id, 5u) << d;
+      ASSERT_NO_FATAL_FAILURE(c.update(side, 5, 8, false, 0.0));
+      ASSERT_NO_FATAL_FAILURE(c.update(side, 5, 9, true, price));
+      ASSERT_NO_FATAL_FAILURE(c.update(side, 5, 10, true, 500.0 - sign * 1000.0));  // new best
+      ASSERT_EQ(c.book.best(side)->id, 5u) << d;
+      ASSERT_NO_FATAL_FAILURE(c.update(side, 5, 11, true, price));  // back to depth d
+      ASSERT_EQ(c.book.level(side, static_cast<uint32_t>(d)).id, 5u) << d;
+      ASSERT_NO_FATAL_FAILURE(c.check("inserted"));
+      ASSERT_NO_FATAL_FAILURE(c.remove(side, 5));
+      ASSERT_NO_FATAL_FAILURE(c.check("removed"));
+    }
+    // Delete at every depth, deepest first and from the top alternately: both tiers drain.
+    for (uint64_t i = 0; i < 600; ++i) {
+      const uint64_t id = i % 2 ? 1000 + i / 2 : 1599 - i / 2;
+      ASSERT_NO_FATAL_FAILURE(c.remove(side, id));
+      if (i % 37 == 0) {
+        ASSERT_NO_FATAL_FAILURE(c.check("draining"));
+      }
+    }
+    ASSERT_NO_FATAL_FAILURE(c.check("empty"));
+  }
+}
+
+// Inserts that always land at the best end, then always at the worst end, exhaust the free room of
+// one end of the arrays after the other; the arrays recentre and nothing is lost.
+TEST(OrderBook, ArraysRecentreWhenOneEndRunsOutOfRoom) {
+  Checked c(64);
+  c.book.reserve(3000);
+  for (uint64_t i = 0; i < 2500; ++i)  // each a new best bid, each a new best ask
+    ASSERT_NO_FATAL_FAILURE(c.insert(kBuy, i, 1000.0 + double(i), 1));
+  ASSERT_NO_FATAL_FAILURE(c.check("best end"));
+  for (uint64_t i = 0; i < 400; ++i)  // each a new worst bid
+    ASSERT_NO_FATAL_FAILURE(c.insert(kBuy, 10000 + i, 999.0 - double(i), 2));
+  ASSERT_NO_FATAL_FAILURE(c.check("worst end"));
+  for (uint64_t i = 0; i < 2000; ++i)  // delete from the best, then insert below the worst
+    ASSERT_NO_FATAL_FAILURE(c.remove(kBuy, 2499 - i));
+  for (uint64_t i = 0; i < 2000; ++i)
+    ASSERT_NO_FATAL_FAILURE(c.insert(kBuy, 20000 + i, 500.0 - double(i) * 0.125, 3));
+  ASSERT_NO_FATAL_FAILURE(c.check("after churn"));
+  EXPECT_FALSE(c.book.grew());
+}
+
+// Equal prices never occur in a sane book, but the book must not lose a level over them: ties that
+// straddle the seam between the tiers are still found by id.
+TEST(OrderBook, EqualPricesAcrossTheWholeSideAreFoundById) {
+  Checked c(1024);
+  for (uint64_t i = 0; i < 400; ++i)
+    ASSERT_NO_FATAL_FAILURE(c.insert(kSell, i, 100.0, int64_t(i)));
+  for (uint64_t i = 0; i < 400; ++i)
+    EXPECT_EQ(c.book.level(kSell, uint32_t(i)).price, 100.0);
+  ASSERT_NO_FATAL_FAILURE(c.check("ties"));
+  for (uint64_t i = 0; i < 400; i += 3)
+    ASSERT_NO_FATAL_FAILURE(c.update(kSell, i, 5, true, 100.0));
+  for (uint64_t i = 0; i < 400; i += 2)
+    ASSERT_NO_FATAL_FAILURE(c.remove(kSell, i));
+  ASSERT_NO_FATAL_FAILURE(c.check("half removed"));
+  for (uint64_t i = 1; i < 400; i += 2)
+    ASSERT_NO_FATAL_FAILURE(c.update(kSell, i, 6, true, 99.0 + double(i % 5)));
+  ASSERT_NO_FATAL_FAILURE(c.check("moved apart"));
+}
+
+// A long random walk of both eras' traffic against the reference: 2021 ids that encode the price
+// (shared by the bid and the ask at one price, updates without a price) and arbitrary 64-bit ids
+// with a price on every row (updates that keep or move the price). Depths are mostly near the top,
+// some deep, as on BitMEX.
+TEST(OrderBook, RandomTrafficOfBothIdErasMatchesTheReference) {
+  for (int era = 0; era < 2; ++era) {
+    Checked c(256);
+    std::mt19937_64 rng(era ? 2023 : 2021);
+    std::vector<std::pair<Side, uint64_t>> live;
+    auto tick_of = [&](Side side) {
+      // Distance from the touch in ticks: mostly small, sometimes up to 2000.
+      const uint64_t r = rng() % 100;
+      const uint64_t dist = r < 60 ? rng() % 8 : r < 90 ? rng() % 64 : rng() % 2000;
+      return side == kBuy ? 50000 - 1 - int64_t(dist) : 50000 + int64_t(dist);
+    };
+    for (int step = 0; step < 40000; ++step) {
+      const uint64_t r = rng() % 100;
+      if (live.empty() || r < 40) {
+        const Side side = rng() % 2 ? kBuy : kSell;
+        const int64_t tick = tick_of(side);
+        const double price = double(tick) * 0.5;
+        const uint64_t id = era == 0 ? 8800000000ull - uint64_t(tick) : rng();
+        auto& side_ref = c.ref[static_cast<int>(side)];
+        if (side_ref.count(id)) continue;
+        if (era == 0 && c.ref[1 - static_cast<int>(side)].count(id)) continue;  // one side a price
+        bool taken = false;  // one level a price per side, as a sane book has
+        for (const auto& [other, l] : side_ref)
+          taken = taken || l.first == price;
+        if (taken) continue;
+        ASSERT_NO_FATAL_FAILURE(c.insert(side, id, price, int64_t(1 + rng() % 100000)));
+        live.emplace_back(side, id);
+      } else {
+        const size_t k = rng() % live.size();
+        const auto [side, id] = live[k];
+        if (r < 75) {
+          ASSERT_NO_FATAL_FAILURE(c.remove(side, id));
+          live[k] = live.back();
+          live.pop_back();
+        } else if (era == 0 || r < 90) {  // keep the price (given or not)
+          const double price = c.ref[static_cast<int>(side)][id].first;
+          ASSERT_NO_FATAL_FAILURE(c.update(side, id, int64_t(1 + rng() % 1000), era == 1, price));
+        } else {  // 2023: a new price moves the level
+          const double price = double(tick_of(side)) * 0.5 + 0.25;  // off the others' grid
+          ASSERT_NO_FATAL_FAILURE(c.update(side, id, int64_t(1 + rng() % 1000), true, price));
+        }
+      }
+      if (step % 997 == 0) {
+        ASSERT_NO_FATAL_FAILURE(c.check("walk"));
+      }
+    }
+    ASSERT_NO_FATAL_FAILURE(c.check("end"));
+    for (const auto& [side, id] : live)
+      ASSERT_NO_FATAL_FAILURE(c.remove(side, id));
+    ASSERT_NO_FATAL_FAILURE(c.check("emptied"));
+    EXPECT_EQ(c.book.size(), 0u);
+  }
+}
+
+// A partial bigger than the top tier, then deltas at every depth: the bulk path fills both tiers.
+TEST(OrderBook, PartialOfManyLevelsThenDeltasAtEveryDepth) {
+  Checked c(16);
+  std::mt19937_64 rng(5);
+  std::vector<uint64_t> order(3000);
+  for (uint64_t i = 0; i < order.size(); ++i)
+    order[i] = i;
+  std::shuffle(order.begin(), order.end(), rng);
+  for (uint64_t i : order) {
+    const Side side = i % 2 ? kBuy : kSell;
+    const double price = side == kBuy ? 1000.0 - double(i) : 1001.0 + double(i);
+    ASSERT_EQ(c.book.bulk_insert(side, i, price, int64_t(i)), Result::kOk);
+    c.ref[static_cast<int>(side)][i] = {price, int64_t(i)};
+  }
+  c.book.finish_bulk();
+  c.book.reserve(c.book.size() * 2);
+  ASSERT_NO_FATAL_FAILURE(c.check("partial"));
+  for (uint64_t i = 0; i < 3000; i += 7) {
+    const Side side = i % 2 ? kBuy : kSell;
+    ASSERT_NO_FATAL_FAILURE(c.update(side, i, 1, false, 0.0));
+    if (i % 3 == 0) {
+      ASSERT_NO_FATAL_FAILURE(c.remove(side, i));
+    }
+  }
+  for (uint64_t i = 0; i < 1500; i += 11)
+    ASSERT_NO_FATAL_FAILURE(c.insert(kBuy, 100000 + i, 1000.5 - double(i), 2));
+  ASSERT_NO_FATAL_FAILURE(c.check("deltas"));
+}
+
+// ---- The index against pathological ids
+// ----------------------------------------------------------
+
+// Ids that share their low bits (multiples of 2^k), that differ only in high bits, or that run
+// consecutively (2021) must all spread over the index: every one found, none lost, no clustering
+// bad enough to trigger a re-seed.
+TEST(OrderBook, StructuredIdsSpreadOverTheIndex) {
+  for (int shift : {0, 1, 2, 8, 16, 20, 32, 40, 48, 51}) {
+    Checked c(4096);
+    for (uint64_t j = 1; j <= 3000; ++j) {
+      const Side side = j % 2 ? kBuy : kSell;
+      const double price = side == kBuy ? 10000.0 - double(j) : 10000.0 + double(j);
+      ASSERT_NO_FATAL_FAILURE(c.insert(side, j << shift, price, 1)) << "shift " << shift;
+    }
+    for (uint64_t j = 1; j <= 3000; j += 2)
+      ASSERT_NO_FATAL_FAILURE(c.remove(kBuy, j << shift)) << "shift " << shift;
+    for (uint64_t j = 2; j <= 3000; j += 4)
+      ASSERT_NO_FATAL_FAILURE(c.update(kSell, j << shift, 9, false, 0.0)) << "shift " << shift;
+    ASSERT_NO_FATAL_FAILURE(c.check("structured ids"));
+    EXPECT_EQ(c.book.rehashes(), 0u) << "shift " << shift;
+    EXPECT_EQ(c.book.remove(kBuy, 1ull << shift), Result::kUnknownLevel);
+  }
+}
+
+// Ids crafted so that all of them hash to one home bucket under the first multiplier: the index
+// notices the long probes, re-seeds its hash (in place, once) and keeps every level.
+TEST(OrderBook, IdsCraftedToCollideMakeTheIndexReseedAndLoseNothing) {
+  const uint64_t a = OrderBook::kFirstMultiplier;
+  uint64_t inverse = a;  // a^-1 mod 2^64 by Newton's iteration
+  for (int i = 0; i < 6; ++i)
+    inverse *= 2 - a * inverse;
+  ASSERT_EQ(a * inverse, 1u);
+  // Products with equal top 20 bits hash to one bucket in any index of up to 2^20 buckets.
+  std::vector<uint64_t> ids;
+  for (uint64_t j = 1; ids.size() < 600; ++j) {
+    const uint64_t group = ((uint64_t{0xabcde} << 44) | (j << 8)) * inverse;
+    if (group >> 62) continue;  // id = group * 4 must keep every bit
+    ids.push_back(group << 2);
+  }
+  Checked c(2048);
+  for (size_t i = 0; i < ids.size(); ++i)
+    ASSERT_NO_FATAL_FAILURE(c.insert(kSell, ids[i], 100.0 + double(i), int64_t(i)));
+  EXPECT_GE(c.book.rehashes(), 1u)
+      << "the crafted ids did not collide: did kFirstMultiplier change?";
+  EXPECT_LE(c.book.rehashes(), 3u);
+  ASSERT_NO_FATAL_FAILURE(c.check("after re-seed"));
+  for (size_t i = 0; i < ids.size(); i += 2)
+    ASSERT_NO_FATAL_FAILURE(c.remove(kSell, ids[i]));
+  for (size_t i = 1; i < ids.size(); i += 2)
+    ASSERT_NO_FATAL_FAILURE(c.update(kSell, ids[i], 5, false, 0.0));
+  ASSERT_NO_FATAL_FAILURE(c.check("after deletes"));
+  // A copy and a clear keep working with the re-seeded hash.
+  OrderBook copy = c.book;
+  EXPECT_EQ(copy.remove(kSell, ids[1]), Result::kOk);
+  c.book.clear();
+  EXPECT_EQ(c.book.remove(kSell, ids[1]), Result::kUnknownLevel);
+}
+
+// Deleting from a full index bucket moves back the cells that probed past it: after heavy churn of
+// colliding and ordinary ids, every live one is still found and every deleted one is not.
+TEST(OrderBook, ChurnThroughFullIndexBucketsKeepsEveryProbeChain) {
+  std::mt19937_64 rng(99);
+  Checked c(64);  // a small index: 32 buckets at capacity, many of them full
+  std::vector<uint64_t> live, dead;
+  for (int step = 0; step < 20000; ++step) {
+    if (live.size() < 60 && (live.empty() || rng() % 2)) {
+      const uint64_t id = (rng() % 4096) << (rng() % 3 == 0 ? 40 : 0);
+      if (c.ref[0].count(id)) continue;
+      ASSERT_NO_FATAL_FAILURE(c.insert(kBuy, id, double(1 + rng() % 100000) * 0.01, 1));
+      live.push_back(id);
+    } else {
+      const size_t k = rng() % live.size();
+      ASSERT_NO_FATAL_FAILURE(c.remove(kBuy, live[k]));
+      dead.push_back(live[k]);
+      live[k] = live.back();
+      live.pop_back();
+    }
+  }
+  for (uint64_t id : live)
+    ASSERT_NO_FATAL_FAILURE(c.update(kBuy, id, 2, false, 0.0));
+  for (uint64_t id : dead) {
+    if (!c.ref[0].count(id)) {
+      EXPECT_EQ(c.book.update(kBuy, id, 1, false, 0.0), Result::kUnknownLevel);
+    }
+  }
+  ASSERT_NO_FATAL_FAILURE(c.check("churn"));
+}
+
 }  // namespace
