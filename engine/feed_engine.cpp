@@ -182,34 +182,6 @@ bool cached_name(std::string_view tok, std::string_view cached) noexcept {
          json::short_equal(tok.data() + 1, cached.data(), cached.size());
 }
 
-// Steps through the fields of an object exactly as a range-for over it does (check the end, read
-// the field, later skip what is left of its value and move on), one call at a time, so that a
-// caller can unroll the fields it expects in order: each unrolled step then has branches of its
-// own, predicted from that field's history alone. Used for a frame's top-level keys. No
-// allocation.
-class FieldWalk {
- public:
-  enum Step : uint8_t { kField, kEnd, kError };
-  explicit FieldWalk(od::object& o) noexcept : it_(o.begin()), end_(o.end()) {}
-  // The first field: kField with `f` set, kEnd for an empty object, or kError (stop the walk).
-  [[gnu::always_inline]] Step first(od::field& f) noexcept { return at(f); }
-  // The field after the one last returned.
-  [[gnu::always_inline]] Step next(od::field& f) noexcept {
-    ++it_;
-    return at(f);
-  }
-
- private:
-  [[gnu::always_inline]] Step at(od::field& f) noexcept {
-    if (!(it_ != end_)) return kEnd;
-    auto r = *it_;
-    if (r.error()) return kError;
-    f = std::move(r).value_unsafe();
-    return kField;
-  }
-  simdjson::simdjson_result<od::object_iterator> it_, end_;
-};
-
 // The side from its raw token ("Buy" or "Sell", quotes included) without a branch on which it is:
 // both are compared as whole words and the answer is selected. False for anything else. The token
 // lies in a padded frame, so its first 8 bytes are readable. No allocation.
@@ -490,39 +462,28 @@ FrameResult FeedEngine::on_frame(const char* data, size_t len, size_t capacity, 
 
   // Pass one: every top-level field, in whatever order it comes. Rows are applied as soon as "data"
   // is reached, which is the normal case since BitMEX sends table, action, keys and filter first.
-  // Data that comes earlier than what it needs waits for pass two. A delta frame is exactly
-  // "table", "action", "data": those three are expected in turn (one compare each, and each step
-  // has its own well-predicted branches); anything else goes through top_field().
+  // Data that comes earlier than what it needs waits for pass two. The field is used by
+  // reference: a copy went through the stack in pieces and was read back whole, a store no load
+  // can be forwarded from.
   bool ok = true;
-  {
-    FieldWalk walk(obj);
-    od::field f;
-    FieldWalk::Step step = walk.first(f);
-    if (step == FieldWalk::kField) {
-      if (key_is(key_ptr(f), "table")) {
-        ok = read_table(f.value(), h);
-      } else {
-        ok = top_field(f, h);
-      }
-      if (ok) step = walk.next(f);
+  for (auto field_result : obj) {
+    if (field_result.error()) {
+      ok = false;
+      break;
     }
-    if (ok && step == FieldWalk::kField) {
-      if (key_is(key_ptr(f), "action")) {
-        read_action(f.value(), h);
-      } else {
-        ok = top_field(f, h);
-      }
-      if (ok) step = walk.next(f);
-    }
-    if (ok && step == FieldWalk::kField) {
-      ok = key_is(key_ptr(f), "data") ? on_data(f.value(), h) : top_field(f, h);
-      if (ok) step = walk.next(f);
-    }
-    while (ok && step == FieldWalk::kField) {
+    od::field& f = field_result.value_unsafe();
+    const char* k = key_ptr(f);
+    // The three keys of every delta frame first, inline; anything else through top_field().
+    if (key_is(k, "table")) {
+      ok = read_table(f.value(), h);
+    } else if (key_is(k, "action")) {
+      read_action(f.value(), h);
+    } else if (key_is(k, "data")) {
+      ok = on_data(f.value(), h);
+    } else {
       ok = top_field(f, h);
-      if (ok) step = walk.next(f);
     }
-    if (step == FieldWalk::kError) ok = false;
+    if (!ok) break;
   }
 
   if (ok && h.kind == FrameKind::kTable && h.table != Event::kNoTable && h.has_action &&
@@ -588,7 +549,8 @@ void FeedEngine::read_action(od::value& v, FrameHeader& h) noexcept {
 }
 
 // Any top-level field, by its first byte and then one fixed-length compare: no key is measured.
-// False when the frame must be given up. Network thread; no allocation on delta frames.
+// False when the frame must be given up. Network thread; no allocation on delta frames; no
+// exception.
 bool FeedEngine::top_field(od::field& f, FrameHeader& h) {
   const char* k = key_ptr(f);
   od::value& v = f.value();
