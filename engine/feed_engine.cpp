@@ -190,34 +190,6 @@ bool cached_name(std::string_view tok, std::string_view cached) noexcept {
          json::short_equal(tok.data() + 1, cached.data(), cached.size());
 }
 
-// Steps through the fields of an object exactly as a range-for over it does (check the end, read
-// the field, later skip what is left of its value and move on), one call at a time, so that a
-// caller can unroll the fields it expects in order: each unrolled step then has branches of its
-// own, predicted from that field's history alone. Used for a frame's top-level keys. No
-// allocation.
-class FieldWalk {
- public:
-  enum Step : uint8_t { kField, kEnd, kError };
-  explicit FieldWalk(od::object& o) noexcept : it_(o.begin()), end_(o.end()) {}
-  // The first field: kField with `f` set, kEnd for an empty object, or kError (stop the walk).
-  [[gnu::always_inline]] Step first(od::field& f) noexcept { return at(f); }
-  // The field after the one last returned.
-  [[gnu::always_inline]] Step next(od::field& f) noexcept {
-    ++it_;
-    return at(f);
-  }
-
- private:
-  [[gnu::always_inline]] Step at(od::field& f) noexcept {
-    if (!(it_ != end_)) return kEnd;
-    auto r = *it_;
-    if (r.error()) return kError;
-    f = std::move(r).value_unsafe();
-    return kField;
-  }
-  simdjson::simdjson_result<od::object_iterator> it_, end_;
-};
-
 // The side from its raw token ("Buy" or "Sell", quotes included) without a branch on which it is:
 // both are compared as whole words and the answer is selected. False for anything else. The token
 // lies in a padded frame, so its first 8 bytes are readable. No allocation.
@@ -363,7 +335,9 @@ uint16_t FeedEngine::find_table(std::string_view name) const noexcept {
 // The symbol id of a raw string token (quotes included) from a padded frame, or kNoSymbol when the
 // token is not a plain string, is unknown and `may_add` is false, or the directory is full.
 // Frames alternate between symbols, which defeats a one-entry cache: a small direct-mapped cache
-// on (length, first and last 8 bytes) answers with one probe and word compares. No allocation.
+// on (length, first and last 8 bytes) answers with one probe and word compares. Network thread;
+// no allocation on a hit (a miss may intern a new symbol into the fixed directory: no allocation
+// either), no lock, syscall or exception.
 uint32_t FeedEngine::symbol_of_token(std::string_view tok, bool may_add) {
   const size_t n = tok.size() - 2;  // wraps for a token shorter than two quotes
   if (n <= 32 && (tok.front() == '"') & (tok.back() == '"')) {
@@ -585,39 +559,28 @@ FrameResult FeedEngine::apply_frame(const char* data, size_t len, size_t capacit
 
   // Pass one: every top-level field, in whatever order it comes. Rows are applied as soon as "data"
   // is reached, which is the normal case since BitMEX sends table, action, keys and filter first.
-  // Data that comes earlier than what it needs waits for pass two. A delta frame is exactly
-  // "table", "action", "data": those three are expected in turn (one compare each, and each step
-  // has its own well-predicted branches); anything else goes through top_field().
+  // Data that comes earlier than what it needs waits for pass two. The field is used by
+  // reference: a copy went through the stack in pieces and was read back whole, a store no load
+  // can be forwarded from.
   bool ok = true;
-  {
-    FieldWalk walk(obj);
-    od::field f;
-    FieldWalk::Step step = walk.first(f);
-    if (step == FieldWalk::kField) {
-      if (key_is(key_ptr(f), "table")) {
-        ok = read_table(f.value(), h);
-      } else {
-        ok = top_field(f, h);
-      }
-      if (ok) step = walk.next(f);
+  for (auto field_result : obj) {
+    if (field_result.error()) {
+      ok = false;
+      break;
     }
-    if (ok && step == FieldWalk::kField) {
-      if (key_is(key_ptr(f), "action")) {
-        read_action(f.value(), h);
-      } else {
-        ok = top_field(f, h);
-      }
-      if (ok) step = walk.next(f);
-    }
-    if (ok && step == FieldWalk::kField) {
-      ok = key_is(key_ptr(f), "data") ? on_data(f.value(), h) : top_field(f, h);
-      if (ok) step = walk.next(f);
-    }
-    while (ok && step == FieldWalk::kField) {
+    od::field& f = field_result.value_unsafe();
+    const char* k = key_ptr(f);
+    // The three keys of every delta frame first, inline; anything else through top_field().
+    if (key_is(k, "table")) {
+      ok = read_table(f.value(), h);
+    } else if (key_is(k, "action")) {
+      read_action(f.value(), h);
+    } else if (key_is(k, "data")) {
+      ok = on_data(f.value(), h);
+    } else {
       ok = top_field(f, h);
-      if (ok) step = walk.next(f);
     }
-    if (step == FieldWalk::kError) ok = false;
+    if (!ok) break;
   }
 
   if (ok && h.kind == FrameKind::kTable && h.table != Event::kNoTable && h.has_action &&
@@ -682,21 +645,13 @@ void FeedEngine::read_action(od::value& v, FrameHeader& h) noexcept {
   h.has_action = parse_action(json::trim_token(v.raw_json_token()), h.action);
 }
 
-// Any top-level field, by its first byte and then one fixed-length compare: no key is measured.
-// False when the frame must be given up. Network thread; no allocation on delta frames.
+// Any top-level field other than table, action and data (on_frame tests those first), by its
+// first byte and then one fixed-length compare: no key is measured. False when the frame must be
+// given up. Network thread; no allocation on delta frames; no exception.
 bool FeedEngine::top_field(od::field& f, FrameHeader& h) {
   const char* k = key_ptr(f);
   od::value& v = f.value();
   switch (k[0]) {
-    case 't':
-      if (key_is(k, "table")) return read_table(v, h);
-      break;
-    case 'a':
-      if (key_is(k, "action")) read_action(v, h);
-      break;
-    case 'd':
-      if (key_is(k, "data")) return on_data(v, h);
-      break;
     case 'k':
       if (key_is(k, "keys")) return parse_partial_keys(v, h);
       break;
@@ -921,6 +876,8 @@ void FeedEngine::mark_table_books_stale(TableEntry& t) {
   }
 }
 
+// Rows of a book table, applied one by one. Network thread; no lock, syscall or exception; no
+// allocation except a book outgrowing its capacity (counted as book_growths).
 bool FeedEngine::book_rows(od::array data, TableEntry& t, FrameHeader& h) {
   const uint16_t tid = h.table;
   uint64_t dropped = 0;
@@ -1019,8 +976,9 @@ std::string_view FeedEngine::row_text(const char* start) noexcept {
 // qualifies is held back in pending_ and only applied when the next row is not its replacement
 // (or the data ends). A replaced row leaves nothing behind (its write would be overwritten, and it
 // emits nothing), except a trade's typed values, which a later trade without price or size does
-// not replace. Every row is still walked, counted and checked for coverage in order; at that point
-// row.raw_json() is its text in the frame. Network thread; no allocation except what
+// not replace. Every row is still walked, counted and checked for coverage in order; once walked,
+// json::trim_token(row.raw_json()) is its text in the frame (where each row can be published).
+// Network thread; no lock, syscall or exception; no allocation except what
 // GenericTable::apply_for_symbol allows (a new keyed row).
 bool FeedEngine::generic_rows(od::array data, TableEntry& t, FrameHeader& h) {
   GenericTable& g = *t.generic;
@@ -1084,7 +1042,8 @@ bool FeedEngine::generic_rows(od::array data, TableEntry& t, FrameHeader& h) {
 
 // Walks one row's fields into `r`: interned names (the name at the same position in the last row
 // is tried first, one compare), raw value tokens, and where the typed fields and the symbol are.
-// Values are not parsed here. False when the frame breaks inside the row. No allocation.
+// Values are not parsed here. False when the frame breaks inside the row. Network thread; no
+// allocation, lock, syscall or exception.
 bool FeedEngine::read_generic_row(od::object& row, const TableEntry& t, GenericRow& r) {
   GenericTable& g = *t.generic;
   const uint32_t symbol_field = g.symbol_field();
@@ -1117,8 +1076,8 @@ bool FeedEngine::read_generic_row(od::object& row, const TableEntry& t, GenericR
 }
 
 // Applies one generic row and, for trade and quote, its typed values. False when the row was
-// refused (bad key, unknown row: counted and reported). Network thread; allocation as
-// GenericTable::apply_for_symbol.
+// refused (bad key, unknown row: counted and reported). Network thread; no lock, syscall or
+// exception; allocation only as GenericTable::apply_for_symbol allows.
 bool FeedEngine::apply_generic_row(TableEntry& t, const GenericRow& r, Action action,
                                    uint16_t tid) {
   GenericTable& g = *t.generic;
@@ -1181,7 +1140,8 @@ bool token_timestamp(std::string_view tok, int64_t& ns) noexcept {
 
 // Latest trade and quote per symbol as numbers, for the segment and the tools, parsed from the
 // row's tokens only now (a row replaced within its frame is never parsed). A trade without price
-// and size says nothing and changes nothing. Network thread; no allocation.
+// and size says nothing and changes nothing. Network thread; no allocation, lock, syscall or
+// exception.
 void FeedEngine::commit_typed(const TableEntry& t, const GenericRow& r) {
   auto token = [&](int slot) {
     const uint16_t at = r.typed_at[slot];

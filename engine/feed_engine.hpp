@@ -162,8 +162,8 @@ class FeedEngine {
 
   // Applies one text frame. `data` must stay valid with `capacity - len >= SIMDJSON_PADDING`
   // readable bytes after the frame (any content): the frame is parsed where it lies, never copied.
-  // Network thread only; no allocation on delta frames; no exception except std::bad_alloc from a
-  // partial or a growth (counted).
+  // Network thread only; no lock or syscall; no allocation on delta frames; no exception except
+  // std::bad_alloc from a partial or a growth (counted).
   FrameResult on_frame(const char* data, size_t len, size_t capacity, int64_t recv_ns);
 
   // Publishes every state change from now on into a shared-memory segment through `writer` (which

@@ -131,7 +131,9 @@ uint32_t GenericTable::new_row() {
 }
 
 // Replaces the row's fields and text. Both are sized once (only growth past what the row held
-// fills or allocates) and then written by index, without an append per field.
+// fills or allocates) and then written by index, without an append per field. Network thread; no
+// allocation once the row's buffers fit it (they are sized with headroom), no lock or exception
+// then.
 void GenericTable::write_row(Row& row, std::span<const RawField> fields) {
   size_t bytes = 0;
   for (const RawField& f : fields)
