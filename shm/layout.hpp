@@ -60,12 +60,16 @@ struct alignas(kCacheLine) Header {
   uint32_t row_bytes;    // bytes of JSON text a RowSlot holds
   uint32_t book_bytes;   // size of one Book, levels included
   int32_t producer_pid;
-  int64_t start_time_ns;                            // CLOCK_REALTIME at creation
+  int64_t start_time_ns;  // CLOCK_REALTIME at creation
+  // Read by every reader on every poll; written only when a producer (re)initialises: a line of
+  // its own, so that it stays shared in every reader's cache.
   alignas(kCacheLine) std::atomic<uint64_t> epoch;  // new whenever a producer (re)initialises
-  std::atomic<int64_t> heartbeat_ns;                // CLOCK_MONOTONIC, every <= 100 ms
-  std::atomic<uint32_t> link_state;                 // LinkState
   std::atomic<uint32_t> ready;                      // 1 once everything above is valid
-  std::atomic<uint64_t> next_seq;                   // sequence of the next ring record
+  // Written every ~100 ms.
+  alignas(kCacheLine) std::atomic<int64_t> heartbeat_ns;  // CLOCK_MONOTONIC
+  std::atomic<uint32_t> link_state;                       // LinkState
+  // Written at the end of every frame; read by readers only when they attach or were lapped.
+  alignas(kCacheLine) std::atomic<uint64_t> next_seq;  // sequence of the next ring record
 };
 
 // Counters for tools: written by the producer only (relaxed), read by anyone.
