@@ -473,12 +473,9 @@ void FeedEngine::publish_stats() noexcept {
 
 // One book row, as the segment sees it: `old_price` is the level's price before the row (0 when
 // the book did not hold it). No allocation.
-void FeedEngine::publish_level(const TableEntry& t, BookEntry& b, Action action, Side side,
-                               uint64_t id, double old_price, double price, int64_t size) noexcept {
-  if (!b.shm) {
-    b.shm = out_->book(t.id, 0);  // unreachable: book_for resolves it; keeps the call safe
-    if (!b.shm) return;
-  }
+void FeedEngine::publish_level(BookEntry& b, Action action, Side side, uint64_t id,
+                               double old_price, double price, int64_t size) noexcept {
+  if (!b.shm) return;  // the segment had no book slot left (counted as segment_full)
   switch (action) {
     case Action::kPartial:
     case Action::kInsert:
@@ -943,7 +940,7 @@ bool FeedEngine::book_rows(od::array data, TableEntry& t, FrameHeader& h) {
         break;
     }
     if (out_ && res != OrderBook::Result::kUnknownLevel) {
-      publish_level(t, *b, h.action, r.side, r.id, old_price, r.has_price ? r.price : 0, r.size);
+      publish_level(*b, h.action, r.side, r.id, old_price, r.has_price ? r.price : 0, r.size);
     }
     if (res == OrderBook::Result::kUnknownLevel) {
       ++stats_.unknown_levels;

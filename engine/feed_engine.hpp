@@ -198,8 +198,8 @@ class FeedEngine {
 
   FrameResult apply_frame(const char* data, size_t len, size_t capacity);
   void publish_stats() noexcept;
-  void publish_level(const TableEntry& t, BookEntry& b, Action action, Side side, uint64_t id,
-                     double old_price, double price, int64_t size) noexcept;
+  void publish_level(BookEntry& b, Action action, Side side, uint64_t id, double old_price,
+                     double price, int64_t size) noexcept;
   void publish_row(TableEntry& t, uint32_t symbol, Action action) noexcept;
   std::string_view row_text(const char* start) noexcept;
   FrameResult fail(FrameKind kind, const FrameHeader& h, std::string_view excerpt);
