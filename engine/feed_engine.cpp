@@ -784,8 +784,9 @@ void FeedEngine::mark_table_books_stale(TableEntry& t) {
   }
 }
 
-// Rows of a book table, applied one by one. Network thread; no lock, syscall or exception; no
-// allocation except a book outgrowing its capacity (counted as book_growths).
+// Rows of a book table, applied one by one; once a row's fields are walked,
+// json::trim_token(row.raw_json()) is its text in the frame. Network thread; no lock, syscall or
+// exception; no allocation except a book outgrowing its capacity (counted as book_growths).
 bool FeedEngine::book_rows(od::array data, TableEntry& t, FrameHeader& h) {
   const uint16_t tid = h.table;
   uint64_t dropped = 0;
