@@ -75,6 +75,17 @@ shm::TableKind kind_of(const FeedEngine::TableEntry& t) noexcept {
                       : shm::TableKind::kGeneric;
 }
 
+// Conditions combined without short-circuit evaluation, so that the compiler makes no branch per
+// operand: every operand is computed (none may depend on another being true).
+template <class... B>
+constexpr bool all_of(B... b) noexcept {
+  return (static_cast<unsigned>(b) & ...) != 0;
+}
+template <class... B>
+constexpr bool any_of(B... b) noexcept {
+  return (static_cast<unsigned>(b) | ...) != 0;
+}
+
 // The whole text of an object or array value (trimmed), consuming it. Out of line: rows of the
 // usual tables hold scalars only.
 [[gnu::noinline]] error_code raw_composite(od::value& v, char open,
@@ -176,7 +187,7 @@ bool parse_action(std::string_view tok, Action& a) noexcept {
   const Spelling& s = kByLetter[static_cast<unsigned char>(tok[1]) & 7];
   uint64_t w;
   std::memcpy(&w, tok.data(), 8);
-  const bool ok = (tok.size() == s.size) & (w == s.word) & ((s.size == 8) | (tok[8] == '"'));
+  const bool ok = all_of(tok.size() == s.size, w == s.word, any_of(s.size == 8, tok[8] == '"'));
   a = ok ? s.action : a;
   return ok;
 }
@@ -196,10 +207,10 @@ bool cached_name(std::string_view tok, std::string_view cached) noexcept {
 bool parse_side(std::string_view tok, Side& side) noexcept {
   uint64_t w;
   std::memcpy(&w, tok.data(), 8);
-  const bool buy = (tok.size() == 5) & ((w & 0xFF'FFFF'FFFFULL) == word_of("\"Buy\""));
-  const bool sell = (tok.size() == 6) & ((w & 0xFFFF'FFFF'FFFFULL) == word_of("\"Sell\""));
+  const bool buy = all_of(tok.size() == 5, (w & 0xFF'FFFF'FFFFULL) == word_of("\"Buy\""));
+  const bool sell = all_of(tok.size() == 6, (w & 0xFFFF'FFFF'FFFFULL) == word_of("\"Sell\""));
   side = static_cast<Side>(sell);
-  return buy | sell;
+  return any_of(buy, sell);
 }
 
 }  // namespace
@@ -340,7 +351,7 @@ uint16_t FeedEngine::find_table(std::string_view name) const noexcept {
 // either), no lock, syscall or exception.
 uint32_t FeedEngine::symbol_of_token(std::string_view tok, bool may_add) {
   const size_t n = tok.size() - 2;  // wraps for a token shorter than two quotes
-  if (n <= 32 && (tok.front() == '"') & (tok.back() == '"')) {
+  if (n <= 32 && all_of(tok.front() == '"', tok.back() == '"')) {
     // The name as two words, its first and its last 8 bytes (overlapping, or the same word with
     // the bytes past the name cleared when it is shorter): for names of up to 16 bytes, which is
     // every BitMEX symbol, equal words and length mean equal names, with no load of the name.
@@ -352,7 +363,7 @@ uint32_t FeedEngine::symbol_of_token(std::string_view tok, bool may_add) {
     head &= mask;
     tail &= mask;
     SymbolCacheEntry& e = symbol_cache_[((head * 0x9e3779b97f4a7c15ULL) >> 58 ^ n) & 63];
-    if ((e.length == n) & (e.head == head) & (e.tail == tail) & (e.id != kNoSymbol) &&
+    if (all_of(e.length == n, e.head == head, e.tail == tail, e.id != kNoSymbol) &&
         (n <= 16 || json::short_equal(p, symbols_.name(e.id).data(), n))) {
       return e.id;  // equal to a validated name: no escape to look for
     }
@@ -873,8 +884,9 @@ void FeedEngine::mark_table_books_stale(TableEntry& t) {
   }
 }
 
-// Rows of a book table, applied one by one. Network thread; no lock, syscall or exception; no
-// allocation except a book outgrowing its capacity (counted as book_growths).
+// Rows of a book table, applied one by one; once a row's fields are walked,
+// json::trim_token(row.raw_json()) is its text in the frame. Network thread; no lock, syscall or
+// exception; no allocation except a book outgrowing its capacity (counted as book_growths).
 bool FeedEngine::book_rows(od::array data, TableEntry& t, FrameHeader& h) {
   const uint16_t tid = h.table;
   uint64_t dropped = 0;
@@ -913,8 +925,8 @@ bool FeedEngine::book_rows(od::array data, TableEntry& t, FrameHeader& h) {
     const bool insert_like = h.action == Action::kPartial || h.action == Action::kInsert;
     // One test of everything a row of this action needs, with no branch per field.
     const bool needs_size = insert_like || h.action == Action::kUpdate;
-    const bool usable =
-        !r.bad & r.has_id & r.has_side & (r.has_size | !needs_size) & (r.has_price | !insert_like);
+    const bool usable = all_of(!r.bad, r.has_id, r.has_side, any_of(r.has_size, !needs_size),
+                               any_of(r.has_price, !insert_like));
     if (!usable) [[unlikely]] {
       ++stats_.bad_rows;
       emit(EventKind::kBadRow, tid, sym, static_cast<int64_t>(r.id),
@@ -1066,7 +1078,7 @@ bool FeedEngine::read_generic_row(od::object& row, const TableEntry& t, GenericR
     // No branch on what the field is: untyped fields land in kNotTyped, and the first symbol
     // field is kept by a select.
     r.typed_at[t.typed_slot[name]] = at;
-    r.symbol_at = (name == symbol_field) & (r.symbol_at == kAbsent) ? at : r.symbol_at;
+    r.symbol_at = all_of(name == symbol_field, r.symbol_at == kAbsent) ? at : r.symbol_at;
     r.slots[r.count++] = RawField{name, raw};
   }
   return true;
@@ -1125,7 +1137,7 @@ bool token_int64(std::string_view tok, int64_t& out) noexcept {
 
 bool token_timestamp(std::string_view tok, int64_t& ns) noexcept {
   // BitMEX's own form holds no escape (every byte is checked as it is read): no scan for one.
-  if (tok.size() == 26 && (tok.front() == '"') & (tok.back() == '"') &&
+  if (tok.size() == 26 && all_of(tok.front() == '"', tok.back() == '"') &&
       parse_bitmex_timestamp(tok.substr(1, 24), ns)) {
     return true;
   }
@@ -1160,8 +1172,8 @@ void FeedEngine::commit_typed(const TableEntry& t, const GenericRow& r) {
     double bid_price = 0, ask_price = 0;
     int64_t bid_size = 0, ask_size = 0;
     LastQuote& q = quotes_[r.symbol];
-    q.has_bid = token_double(token(1), bid_price) & token_int64(token(2), bid_size);
-    q.has_ask = token_double(token(3), ask_price) & token_int64(token(4), ask_size);
+    q.has_bid = all_of(token_double(token(1), bid_price), token_int64(token(2), bid_size));
+    q.has_ask = all_of(token_double(token(3), ask_price), token_int64(token(4), ask_size));
     q.bid_price = q.has_bid ? bid_price : 0;
     q.bid_size = q.has_bid ? bid_size : 0;
     q.ask_price = q.has_ask ? ask_price : 0;

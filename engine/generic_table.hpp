@@ -31,7 +31,7 @@ namespace bmx {
 
 // One field of an incoming row: interned name, raw JSON value token (trimmed).
 struct RawField {
-  uint32_t name;
+  uint32_t name = 0;
   std::string_view value;
 };
 

@@ -41,14 +41,24 @@ constexpr bool leap(unsigned y) noexcept {
 }
 
 // Range checks and the sum, once the fields are read. False (ns untouched) for a date or time
-// that does not exist.
+// that does not exist, or an instant that int64 nanoseconds cannot hold (before 1677-09-21 or
+// after 2262-04-11: the multiplication would overflow).
 constexpr bool assemble(unsigned y, unsigned mo, unsigned d, unsigned h, unsigned mi, unsigned se,
                         int64_t frac, int64_t& ns) noexcept {
   constexpr unsigned kDays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
   if (mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || se > 60) return false;
   if (d > kDays[mo - 1] + (mo == 2 && leap(y) ? 1u : 0u)) return false;
   const int64_t days = days_from_civil(y, mo, d);
-  ns = ((days * 86400 + int64_t{h} * 3600 + int64_t{mi} * 60 + se) * 1'000'000'000LL) + frac;
+  const int64_t seconds = days * 86400 + int64_t{h} * 3600 + int64_t{mi} * 60 + se;
+  // Before 1970 a second is borrowed for the fraction, so that the product stays in range for
+  // every instant whose sum does (down to INT64_MIN itself).
+  const bool borrow = seconds < 0 && frac > 0;
+  int64_t total = 0;
+  if (__builtin_mul_overflow(seconds + borrow, 1'000'000'000LL, &total) ||
+      __builtin_add_overflow(total, frac - (borrow ? 1'000'000'000LL : 0), &total)) {
+    return false;
+  }
+  ns = total;
   return true;
 }
 

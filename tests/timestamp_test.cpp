@@ -101,8 +101,8 @@ TEST(Timestamp, RejectsMalformedText) {
 TEST(Timestamp, BitmexFormAgreesWithTheGeneralParser) {
   for (const std::string_view ts :
        {"2021-04-05T18:41:15.515Z", "1970-01-01T00:00:00.000Z", "1969-12-31T23:59:59.999Z",
-        "2020-02-29T23:59:60.001Z", "2000-02-29T12:00:00.000Z", "9999-12-31T23:59:59.999Z",
-        "0000-01-01T00:00:00.000Z"}) {
+        "2020-02-29T23:59:60.001Z", "2000-02-29T12:00:00.000Z", "2262-04-11T23:47:16.854Z",
+        "1677-09-21T00:12:43.146Z"}) {
     std::string longer(ts);
     longer.insert(23, "000");  // ".515Z" -> ".515000Z": same instant, general path
     EXPECT_NE(parse_or_sentinel(ts), -42) << ts;
@@ -124,6 +124,19 @@ TEST(Timestamp, BitmexFormAgreesWithTheGeneralParser) {
   EXPECT_EQ(parse_or_sentinel("2021-04-31T00:00:00.000Z"), -42);
   EXPECT_EQ(parse_or_sentinel("2021-04-30T24:00:00.000Z"), -42);
   EXPECT_EQ(parse_or_sentinel("2021-00-10T00:00:00.000Z"), -42);
+}
+
+// int64 nanoseconds since 1970 end in 2262 (and begin in 1677): instants beyond are refused,
+// in either form, instead of overflowing.
+TEST(Timestamp, RejectsInstantsThatInt64NanosecondsCannotHold) {
+  EXPECT_EQ(parse_or_sentinel("2262-04-11T23:47:16.854775807Z"), INT64_MAX);
+  EXPECT_EQ(parse_or_sentinel("2262-04-11T23:47:16.854775808Z"), -42);
+  EXPECT_EQ(parse_or_sentinel("2262-04-11T23:47:17.000Z"), -42);
+  EXPECT_EQ(parse_or_sentinel("9999-12-31T23:59:59.999Z"), -42);
+  EXPECT_EQ(parse_or_sentinel("9999-12-31T23:59:59Z"), -42);
+  EXPECT_EQ(parse_or_sentinel("1677-09-21T00:12:43.145224192Z"), INT64_MIN);
+  EXPECT_EQ(parse_or_sentinel("1677-09-21T00:12:43.145Z"), -42);
+  EXPECT_EQ(parse_or_sentinel("0000-01-01T00:00:00.000Z"), -42);
 }
 
 TEST(Timestamp, IsUsableAtCompileTime) {
