@@ -1,7 +1,8 @@
 #include "consumers/local_book.hpp"
 
+#include "shm/json_out.hpp"
+
 #include <algorithm>
-#include <charconv>
 #include <cstdio>
 
 namespace bmx::consumer {
@@ -129,32 +130,8 @@ std::string LocalBooks::check(const shm::Reader& reader, uint16_t table, uint32_
 
 namespace {
 
-void append_double(std::string& out, double v) {
-  char buf[32];
-  const auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, r.ptr);
-}
-
-void append_int(std::string& out, int64_t v) {
-  char buf[24];
-  const auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, r.ptr);
-}
-
-void append_escaped(std::string& out, std::string_view s) {
-  for (const char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-}
+using json_out::append_double;
+using json_out::append_int;
 
 template <class Side>
 void append_side(std::string& out, const Side& side) {
@@ -193,7 +170,7 @@ std::string dump_state(const shm::Reader& reader, const LocalBooks& books) {
     if (!first) out += ',';
     first = false;
     out += '"';
-    append_escaped(out, name);
+    json_out::append_escaped(name, out);
     out += "\":{\"bids\":";
     append_side(out, b->bids);
     out += ",\"asks\":";
@@ -207,7 +184,7 @@ std::string dump_state(const shm::Reader& reader, const LocalBooks& books) {
     if (!first) out += ',';
     first = false;
     out += '"';
-    append_escaped(out, reader.table_name(t));
+    json_out::append_escaped(reader.table_name(t), out);
     out += "\":{";
     auto rows = reader.rows(t);
     std::sort(rows.begin(), rows.end());

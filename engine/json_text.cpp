@@ -1,5 +1,7 @@
 #include "engine/json_text.hpp"
 
+#include "shm/json_out.hpp"
+
 #include <cstdint>
 
 namespace bmx::json {
@@ -105,40 +107,7 @@ bool unescape(std::string_view s, std::string& out) {
 }  // namespace
 
 void append_escaped(std::string_view s, std::string& out) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (const char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\b':
-        out += "\\b";
-        break;
-      case '\f':
-        out += "\\f";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += "\\u00";
-          out.push_back(kHex[(c >> 4) & 0xF]);
-          out.push_back(kHex[c & 0xF]);
-        } else {
-          out.push_back(c);
-        }
-    }
-  }
+  json_out::append_escaped(s, out);
 }
 
 bool append_key_part(std::string_view raw, std::string& out) {

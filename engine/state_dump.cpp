@@ -1,27 +1,21 @@
 #include "engine/state_dump.hpp"
 
 #include <algorithm>
-#include <charconv>
 #include <utility>
 #include <vector>
 
 #include "engine/json_text.hpp"
+#include "shm/json_out.hpp"
 
 namespace bmx {
 
 void append_double(std::string& out, double v) {
-  char buf[32];
-  const auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, r.ptr);
+  json_out::append_double(out, v);
 }
 
 namespace {
 
-void append_int(std::string& out, int64_t v) {
-  char buf[24];
-  const auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, r.ptr);
-}
+using json_out::append_int;
 
 void append_side(std::string& out, const OrderBook& book, Side side) {
   out += '[';
