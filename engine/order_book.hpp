@@ -253,15 +253,18 @@ class OrderBook {
   [[nodiscard]] uint64_t rehashes() const noexcept { return rehashes_; }
 
  private:
-  static constexpr uint32_t kFree = 2;  // the side of a free cell: matches no side
   // An index bucket: one cache line of four cells, each field's four values side by side so that
-  // one AVX2 compare tests all four cells. A cell is addressed as bucket * 4 + lane.
+  // one compare tests all four tags. A cell is addressed as bucket * 4 + lane. A cell holds the
+  // level's key (signed price) beside its slot, so that a delete or a price move has the price in
+  // the line it has just probed, instead of waiting for the pool line first: the pool is read
+  // only to confirm the id, off the critical path (that branch is always predicted right).
   struct alignas(64) Bucket {
-    uint64_t id[4];
+    uint32_t tag[4];  // see tag(); kFreeTag: free
     uint32_t slot[4];
-    uint32_t side[4];  // 0, 1, or kFree
+    double key[4];
   };
   static_assert(sizeof(Bucket) == 64);
+  static constexpr uint32_t kFreeTag = UINT32_MAX;
 
   // Bids keep their price as key, asks its negation: both sides ascend towards the best. Flipping
   // the sign bit is exact and has no branch (side comes from the data: a branch on it would be a
@@ -270,18 +273,27 @@ class OrderBook {
     return std::bit_cast<double>(std::bit_cast<uint64_t>(price) ^ (uint64_t{side} << 63));
   }
 
-  // Home bucket of `id`: groups of four consecutive ids share a bucket (2021: adjacent ticks),
-  // groups are scattered by multiply-shift hashing of id / 4 with the odd multiplier mult_ (the
-  // top bits of the product depend on every bit of the id).
-  [[nodiscard]] uint64_t home(uint64_t id) const noexcept {
-    return ((id >> 2) * mult_) >> bucket_shift_;
+  // Multiply-shift hashing of id / 4 with the odd multiplier mult_: groups of four consecutive ids
+  // (2021: adjacent ticks) share a home bucket, groups are scattered (the top bits of the product
+  // depend on every bit of the id).
+  [[nodiscard]] uint64_t product(uint64_t id) const noexcept { return (id >> 2) * mult_; }
+  // A cell's tag: the product's top 29 bits, the id's low 2 bits, the side. The home bucket is the
+  // tag's top bits (the index has at most 2^29 buckets), so moving cells back after a delete needs
+  // no id; distinct (side, id) share a tag only when their products share 29 top bits.
+  static uint32_t tag_of(uint64_t product, uint64_t id, unsigned side) noexcept {
+    const auto t = static_cast<uint32_t>((product >> 32) & ~uint64_t{7}) |
+                   static_cast<uint32_t>((id & 3) << 1) | side;
+    return t == kFreeTag ? t ^ 2 : t;  // never the free mark (ids ...10 and ...11 then share it)
   }
-  // Bit i set: cell i of `b` holds (side, id) / is free.
-  static unsigned match_mask(const Bucket& b, unsigned side, uint64_t id) noexcept;
-  static unsigned free_mask(const Bucket& b) noexcept;
+  [[nodiscard]] uint64_t home_of_tag(uint32_t tag) const noexcept {
+    return tag >> (bucket_shift_ - 32);
+  }
+  // Bit i set: cell i of `b` has this tag / is free.
+  static unsigned tag_mask(const Bucket& b, uint32_t tag) noexcept;
   [[nodiscard]] uint32_t& slot_at(uint64_t cell) noexcept {
     return buckets_[cell >> 2].slot[cell & 3];
   }
+  [[nodiscard]] double& key_at(uint64_t cell) noexcept { return buckets_[cell >> 2].key[cell & 3]; }
   // Cell of (side, id), or kNotFound.
   static constexpr uint64_t kNotFound = UINT64_MAX;
   [[nodiscard]] uint64_t find(unsigned side, uint64_t id) const noexcept;
@@ -289,6 +301,7 @@ class OrderBook {
   // its probe sequence, and how many full buckets were passed on the way.
   struct Probe {
     uint64_t cell;
+    uint32_t tag;
     uint32_t length;
     bool found;
   };
@@ -303,12 +316,12 @@ class OrderBook {
   // Slow paths of insert/bulk_insert: growth, or a probe longer than kMaxProbe. Cold.
   Result insert_slow(unsigned side, uint64_t id, double price, int64_t size, bool bulk);
   // The new level's cell, slot and pool entry; the caller places it in the side's order.
-  uint32_t add_level(uint64_t cell, unsigned side, uint64_t id, double price,
+  uint32_t add_level(uint64_t cell, uint32_t tag, unsigned side, uint64_t id, double price,
                      int64_t size) noexcept;
-  // Puts `slot` into its side's order: sorted, or appended unsorted (`bulk`).
-  void place(unsigned side, uint32_t slot, double price, bool bulk) noexcept;
-  // Takes `slot` (at `price`) out of its side's order.
-  void unplace(unsigned side, uint32_t slot, double price) noexcept;
+  // Puts `slot` with `key` into its side's order: sorted, or appended unsorted (`bulk`).
+  void place(unsigned side, uint32_t slot, double key, bool bulk) noexcept;
+  // Takes `slot` (with `key`) out of its side's order.
+  void unplace(unsigned side, uint32_t slot, double key) noexcept;
   void spill_top(unsigned side) noexcept;   // top tier above kTopMax: its worst level to the deep
   void refill_top(unsigned side) noexcept;  // top tier below kTopMin: the deep's best level to it
 
@@ -324,7 +337,7 @@ class OrderBook {
   book_detail::LineArray<Bucket> buckets_;
   uint64_t mask_ = 0;          // buckets - 1
   uint64_t mult_ = 0;          // odd
-  uint32_t bucket_shift_ = 0;  // 64 - log2(buckets)
+  uint32_t bucket_shift_ = 0;  // 64 - log2(buckets), >= 35
   uint32_t free_count_ = 0;
   uint32_t capacity_ = 0;
   uint64_t rehashes_ = 0;
