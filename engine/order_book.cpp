@@ -483,48 +483,69 @@ BMX_HOT_INLINE uint32_t OrderBook::add_level(uint64_t cell, uint32_t tag, unsign
 // belongs in the top tier (which holds at least kTopMin = 64 levels whenever the deep tier holds
 // any). Only a deeper level reads the tier's front key.
 BMX_HOT_INLINE void OrderBook::place(unsigned side, uint32_t slot, double key, bool bulk) noexcept {
-  auto& top = top_[side];
-  auto& deep = deep_[side];
   if (bulk) {
-    deep.push_back(key, slot);  // finish_bulk sorts the deep tier and fills the top one
+    deep_[side].push_back(key, slot);  // finish_bulk sorts the deep tier and fills the top one
     return;
   }
+  auto& top = top_[side];
   const size_t above = top.count_top<true>(key);
   if (above < kTopMin) [[likely]] {
     top.insert_at(top.size() - above, key, slot);
-  } else if (deep.empty() || key >= top.front_key()) {
-    top.insert_at(top.bound_below_top<true>(key), key, slot);
-  } else {
-    deep.insert_at(deep.bound<true>(key), key, slot);
+    if (top.size() > kTopMax) [[unlikely]] {
+      spill_top(side);
+    }
     return;
   }
-  if (top.size() > kTopMax) [[unlikely]] {
-    spill_top(side);
+  place_deeper(side, slot, key);
+}
+
+// The rarer cases out of line, so that the common path of the three operations needs few
+// registers and a short frame.
+void OrderBook::place_deeper(unsigned side, uint32_t slot, double key) noexcept {
+  auto& top = top_[side];
+  auto& deep = deep_[side];
+  if (deep.empty() || key >= top.front_key()) {
+    top.insert_at(top.bound_below_top<true>(key), key, slot);
+    if (top.size() > kTopMax) spill_top(side);
+  } else {
+    deep.insert_at(deep.bound<true>(key), key, slot);
   }
 }
 
 BMX_HOT_INLINE void OrderBook::unplace(unsigned side, uint32_t slot, double key) noexcept {
   auto& top = top_[side];
-  auto& deep = deep_[side];
   const size_t n = top.size();
   const size_t above = top.count_top<false>(key);
+  const size_t pos = n - above;
+  if (above < kTopMin && pos < n && top.slots()[pos] == slot) [[likely]] {
+    top.erase_at(pos);
+    if (top.size() < kTopMin && !deep_[side].empty()) [[unlikely]] {
+      refill_top(side);
+    }
+    return;
+  }
+  unplace_deeper(side, slot, key, above);
+}
+
+// Deeper than the top tier's 64 best, or an equal price before it (never in a sane book).
+void OrderBook::unplace_deeper(unsigned side, uint32_t slot, double key, size_t above) noexcept {
+  auto& top = top_[side];
+  auto& deep = deep_[side];
+  const size_t n = top.size();
   size_t pos = book_detail::SideOrder::kNone;
-  if (above < kTopMin) [[likely]] {
+  if (above < kTopMin) {
     pos = n - above;
     const double* k = top.keys();
     const uint32_t* s = top.slots();
-    while (pos < n && s[pos] != slot) {  // equal prices (never in a sane book)
+    while (pos < n && s[pos] != slot)  // equal prices
       pos = k[pos] == key ? pos + 1 : book_detail::SideOrder::kNone;
-    }
     if (pos == n) pos = book_detail::SideOrder::kNone;
   } else if (deep.empty() || key >= top.front_key()) {
     pos = top.find(key, slot);
   }
-  if (pos != book_detail::SideOrder::kNone) [[likely]] {
+  if (pos != book_detail::SideOrder::kNone) {
     top.erase_at(pos);
-    if (top.size() < kTopMin && !deep.empty()) [[unlikely]] {
-      refill_top(side);
-    }
+    if (top.size() < kTopMin && !deep.empty()) refill_top(side);
     return;
   }
   pos = deep.find(key, slot);  // below the top tier, or an equal price at the tiers' seam
@@ -618,14 +639,19 @@ OrderBook::Result OrderBook::update(Side side, uint64_t id, int64_t size, bool h
   const uint32_t slot = slot_at(at);
   BookLevel& l = pool_[slot];
   l.size = size;
-  const double old_key = key_at(at);
-  const double new_key = key_of(s, price);
-  if (!has_price || new_key == old_key) return Result::kOk;  // in place: no search
-  unplace(s, slot, old_key);                                 // the level moves to its new price
-  l.price = price;
-  key_at(at) = new_key;
-  place(s, slot, new_key, false);
-  return Result::kOk;
+  if (has_price && key_of(s, price) != key_at(at)) [[unlikely]] {
+    move_level(s, at, price);
+  }
+  return Result::kOk;  // the price kept (all 2021 updates): no search
+}
+
+// An update with a new price: the level moves in its side's order.
+void OrderBook::move_level(unsigned side, uint64_t cell, double price) noexcept {
+  const uint32_t slot = slot_at(cell);
+  unplace(side, slot, key_at(cell));
+  pool_[slot].price = price;
+  key_at(cell) = key_of(side, price);
+  place(side, slot, key_at(cell), false);
 }
 
 OrderBook::Result OrderBook::remove(Side side, uint64_t id) noexcept {

@@ -308,7 +308,7 @@ class OrderBook {
   [[nodiscard]] Probe probe(unsigned side, uint64_t id) const noexcept;
   void index_erase(uint64_t cell) noexcept;
   // index_erase of a cell whose bucket was full: moves back cells that probed past it.
-  void refill(uint64_t bucket, unsigned lane) noexcept;
+  [[gnu::noinline]] void refill(uint64_t bucket, unsigned lane) noexcept;
   // Re-creates the index for the live levels with the current multiplier. No allocation.
   void reindex() noexcept;
   void reseed() noexcept;  // a new multiplier, then reindex()
@@ -322,8 +322,16 @@ class OrderBook {
   void place(unsigned side, uint32_t slot, double key, bool bulk) noexcept;
   // Takes `slot` (with `key`) out of its side's order.
   void unplace(unsigned side, uint32_t slot, double key) noexcept;
-  void spill_top(unsigned side) noexcept;   // top tier above kTopMax: its worst level to the deep
-  void refill_top(unsigned side) noexcept;  // top tier below kTopMin: the deep's best level to it
+  // Their rarer cases, out of line: below the top tier's 64 best levels, equal prices.
+  [[gnu::noinline]] void place_deeper(unsigned side, uint32_t slot, double key) noexcept;
+  [[gnu::noinline]] void unplace_deeper(unsigned side, uint32_t slot, double key,
+                                        size_t above) noexcept;
+  // An update with a new price. Out of line.
+  [[gnu::noinline]] void move_level(unsigned side, uint64_t cell, double price) noexcept;
+  [[gnu::noinline]] void spill_top(
+      unsigned side) noexcept;  // top tier above kTopMax: its worst level to the deep
+  [[gnu::noinline]] void refill_top(
+      unsigned side) noexcept;  // top tier below kTopMin: the deep's best level to it
 
   // Each side's order in two tiers: the best kTopMin..kTopMax levels, and the rest. Together they
   // read as one array, deep first (level() is still O(1)); apart, an insert or delete below the
