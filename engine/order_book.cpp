@@ -109,8 +109,7 @@ BMX_HOT_INLINE size_t count_not_below(const double* w, double x) noexcept {
 #endif
 }
 
-// First index in a[0, len) whose key is >= x (kStrict: > x), for len >= 1. Branchless: the
-// ternary becomes a conditional move.
+// First index in a[0, len) whose key is >= x (kStrict: > x), for len >= 1. Branchless.
 template <bool kStrict>
 size_t binary_bound(const double* a, size_t len, double x) noexcept {
   size_t base = 0;
@@ -185,9 +184,10 @@ void SideOrder::sort_by(KeyOf key_of) {
     keys_[i] = key_of(slots_[i]);
 }
 
-// Both ends round the copies up to whole 32-byte chunks, away from the inserted or erased position:
-// the extra elements copied lie in the free room (beyond end_, or below begin_ where keys are -inf
-// and copying -inf down keeps them so), so the copies never disturb a level.
+// Both ends round the shifts up to whole steps, away from the inserted or erased position: the
+// extra levels copied lie in the free room (beyond end_, or below begin_ where keys are -inf and
+// copying -inf down keeps them so), so the copies never disturb a level. Network thread; no
+// allocation, no exception.
 BMX_HOT_INLINE void SideOrder::insert_at(size_t pos, double key, uint32_t slot) noexcept {
   const size_t n = size();
   const bool front = pos < n - pos;  // fewer levels before pos than after it
@@ -666,3 +666,5 @@ OrderBook::Result OrderBook::remove(Side side, uint64_t id) noexcept {
 }
 
 }  // namespace bmx
+
+#undef BMX_HOT_INLINE

@@ -1,42 +1,49 @@
 // One symbol's L2 order book, keyed as BitMEX keys it: (side, id) -> (price, size).
 //
-// Design, in the spirit of charles-cooper/itch-order-book. Three arrays, each doing one job:
-// - A pool of levels (price, size, id), 24 bytes each, that never move while they live: level(),
-//   best() hand out references into it. A slot is taken from a stack of free slots (LIFO, so a
-//   delete followed by an insert reuses a slot that is still in cache) and given back on delete.
-// - Per side, the price order as two parallel arrays: a dense array of keys (the price, negated
-//   for asks, so that both sides ascend towards the best and one comparison serves both) and the
-//   pool slot of each. Best is at the back. A search reads keys only: 8 levels per cache line
-//   instead of 2.7 with whole levels, and the 64 levels nearest the top (most BitMEX traffic: in
-//   the 2021 sessions 3/4 of inserts and 9/10 of updates) are counted with AVX2 compares in one
-//   pass without a branch; only a deeper level costs a binary search. Inserts and deletes shift
-//   12 bytes per level (key + slot) with inline 32-byte copies, not a libc memmove call, and only
-//   the shorter part of the array: there is room at both ends.
-// - An open-addressing index (linear probing, backward-shift deletion: no tombstones, so a
-//   long-running book never degrades) maps (side, id) to the slot. An update that keeps the price
-//   (every 2021 update; most since 2023) is one probe and one store into the pool, no search.
+// Design, in the spirit of charles-cooper/itch-order-book. Three structures, each doing one job:
+// - A pool of levels (price, size, id), 24 bytes each, that never move while they live: level()
+//   and best() hand out references into it. A slot comes from a stack of free slots (LIFO, so a
+//   delete followed by an insert reuses a slot that is still in cache) and goes back on delete.
+// - Per side, the price order: a dense array of keys (the price, its sign flipped for asks, so
+//   that both sides ascend towards the best and one comparison serves both) and, parallel to it,
+//   the pool slot of each level. Best is at the back. A search reads keys only (8 levels per
+//   cache line instead of 2.7 with whole levels), and counts the 64 keys nearest the best with
+//   AVX2 compares in one branch-free pass: 4/5 of the 2021 sessions' inserts and deletes land
+//   there. Inserts and deletes shift 12 bytes per level (key + slot) with inline 32-byte copies
+//   (no libc memmove call), and only the shorter part: there is free room at both ends.
+//   Each side is two such arrays (tiers): the best 64..192 levels, and the rest. Read one after
+//   the other they are the side's order (level(i) stays O(1)); apart, a level below the top tier
+//   shifts only the levels between it and the nearer end of the deep tier. One level moves
+//   between the tiers, O(1), when the top tier leaves its bounds.
+// - An index (open addressing, buckets of four cells in one cache line, linear probing between
+//   buckets, backward-shift deletion: no tombstones, so a long-running book never degrades) maps
+//   (side, id) to the slot and the key. An update that keeps the price (every 2021 update) is one
+//   probe and one store into the pool: no search, no shift. A delete or a price move has the key
+//   in the index line it probed, so its search does not wait for the pool line; the pool only
+//   confirms the id, off the critical path.
 //
-// The index hash keeps four consecutive ids in one cache line (in the 2021 id era consecutive ids
-// are adjacent ticks, so the top of a book lives in a few hot lines) and scatters those groups by
-// multiply-shift hashing with an odd multiplier. Arbitrary ids (since 2023) hash as well as with
-// any multiplicative hash. The guard against pathological ids (e.g. multiples of a large power of
-// two, or ids crafted to collide): an insert that probes more than kMaxProbe cells re-seeds the
-// multiplier and rebuilds the index in place. That costs O(levels) once, allocates nothing, and
-// is counted (rehashes()); with a fresh random-looking odd multiplier the family is universal, so
-// a repeat is improbable and the number of re-seeds per insert is bounded anyway.
+// The index hash keeps four consecutive ids in one bucket (2021 ids of adjacent ticks are often
+// consecutive, so the top of such a book lives in a few hot lines) and scatters the groups by
+// multiply-shift hashing with an odd multiplier; arbitrary ids (since 2023) spread as with any
+// multiplicative hash, and so do structured ones (multiples of 2^k, consecutive). The guard
+// against ids that still collide (crafted against the multiplier, say): an insert that passes
+// more than kMaxProbe full buckets re-seeds the multiplier and rebuilds the index in place. That
+// costs O(levels) once, allocates nothing, and is counted (rehashes()); a repeat needs ids that
+// collide under the new multiplier too, and one insert re-seeds three times at most.
 //
 // Prices are doubles, compared exactly. A JSON decimal parses to the nearest double, and rounding
 // is monotonic, so two different prices as listed by BitMEX (32186.5 down to 1.6425e-06) keep
 // their order; negation is exact. No fixed decimal scale is assumed. Both id eras: rows that carry
 // a price use it (post-2023 ids are arbitrary); an update without a price keeps the level's price
 // (2021 ids encoded the price and updates omitted it); an update with a new price moves the level.
+// Equal prices never occur in a sane book, but are kept and found by id.
 //
 // Memory is sized at construction and again by reserve() when a partial arrives. A book that
 // outgrows that while applying deltas grows, which allocates: the caller counts it
 // (Stats::book_growths) so that a mis-sized deployment is visible. The worst cases: an insert or
-// delete deep in a book of n levels moves min(depth, n - depth) entries of 12 bytes and searches
-// O(log n); recentring a side whose free room at one end ran out moves it once (O(n)); a re-seed
-// of the index is O(n).
+// delete deep in a side moves up to half of its deep tier (12 bytes a level) and searches
+// O(log n); recentring an array whose free room at one end ran out moves it once (O(n)); a
+// re-seed of the index is O(n). Measured in bench/book_bench.cpp (bench_book).
 #pragma once
 
 #include <bit>
@@ -59,9 +66,9 @@ struct BookLevel {
 
 namespace book_detail {
 
-// A fixed-length heap array of a trivially copyable T, starting on a cache-line boundary (so that
-// four 16-byte index cells share one line). Copies are deep. Allocation only in the constructors
-// and copy assignment.
+// A fixed-length heap array of a trivially copyable T, starting on a cache-line boundary (an index
+// bucket is exactly one line). Copies are deep. Allocation only in the constructors and copy
+// assignment.
 template <class T>
 class LineArray {
   static_assert(std::is_trivially_copyable_v<T>);
@@ -116,15 +123,18 @@ class LineArray {
   size_t n_ = 0;
 };
 
-// One side's price order: keys ascending (best at the back) and the pool slot of each, in two
-// parallel arrays with free room at both ends, so that an insert or erase moves whichever part is
-// shorter. Layout of each buffer:
+// One tier of a side's price order: keys ascending (best at the back) and the pool slot of each,
+// in two parallel arrays with free room at both ends, so that an insert or erase moves whichever
+// part is shorter. Each buffer:
 //
-//   [0, kLowPad) ... [begin_, end_) levels ... [.., len - kHighPad) [len - kHighPad, len)
-//   |<- keys here and below begin_ are -inf ->|                      |<- slack for 32-byte copies
+//   0           kLowPad          begin_        end_             len - kHighPad        len
+//   | -inf keys, never a level   | -inf keys   | levels   | free room    | slack for shifts |
 //
-// Keys below begin_ are always -inf, so the search may read the 64 keys below end_ even when the
-// side holds fewer. Sized by reserve() only; recentring moves levels, never allocates.
+// Keys below begin_ are always -inf, so the search may read the kTop keys below end_ even when the
+// tier holds fewer. Shifts copy whole 16-level steps, rounded away from the level inserted or
+// erased: the extra levels they copy come from and go to the free room (past end_, or below
+// begin_ where copying -inf down keeps it -inf). Sized by reserve() only; recentring moves levels,
+// never allocates.
 class SideOrder {
  public:
   static constexpr size_t kTop = 64;       // keys counted first by a search
