@@ -591,7 +591,7 @@ OrderBook::Result OrderBook::insert(Side side, uint64_t id, double price, int64_
     update(side, id, size, true, price);
     return Result::kDuplicateInsert;
   }
-  if (p.length > kMaxProbe || this->size() >= capacity_) [[unlikely]] {
+  if (p.length > kMaxProbe || free_count_ == 0) [[unlikely]] {  // == size() >= capacity_
     return insert_slow(s, id, price, size, false);
   }
   place(s, add_level(p.cell, p.tag, s, id, price, size), key_of(s, price), false);
@@ -606,7 +606,7 @@ OrderBook::Result OrderBook::bulk_insert(Side side, uint64_t id, double price, i
     key_at(p.cell) = key_of(s, price);
     return Result::kDuplicateInsert;
   }
-  if (p.length > kMaxProbe || this->size() >= capacity_) {
+  if (p.length > kMaxProbe || free_count_ == 0) {
     return insert_slow(s, id, price, size, true);
   }
   place(s, add_level(p.cell, p.tag, s, id, price, size), key_of(s, price), true);

@@ -135,7 +135,7 @@ class LineArray {
 // erased: the extra levels they copy come from and go to the free room (past end_, or below
 // begin_ where copying -inf down keeps it -inf). Sized by reserve() only; recentring moves levels,
 // never allocates.
-class SideOrder {
+class alignas(64) SideOrder {  // one line each: four of them per book, all hot
  public:
   static constexpr size_t kTop = 64;       // keys counted first by a search
   static constexpr size_t kLowPad = kTop;  // how far below begin_ a search may read
@@ -352,6 +352,7 @@ class OrderBook {
   book_detail::SideOrder deep_[2];  // every key <= top_'s front key
   book_detail::LineArray<BookLevel> pool_;
   book_detail::LineArray<uint32_t> free_;  // stack of free slots, free_count_ of them
+  // (capacity_ - size(): the book is full when it is 0)
   book_detail::LineArray<Bucket> buckets_;
   uint64_t mask_ = 0;          // buckets - 1
   uint64_t mult_ = 0;          // odd
