@@ -253,7 +253,11 @@ Workload load(const std::string& name, const std::string& file, bool arbitrary_i
   for (const auto& [table, symbol] : keys) {
     const auto ref = model.books.find(symbol);
     if (table != "orderBookL2" || ref == model.books.end()) {
-      throw std::runtime_error(file + ": no reference book for " + table + "/" + symbol);
+      std::string why = file + ": no reference book for ";
+      why += table;
+      why += '/';
+      why += symbol;
+      throw std::runtime_error(why);
     }
     auto& e = w.expected.emplace_back();
     for (const auto& [key, l] : ref->second.levels)
@@ -266,6 +270,7 @@ Workload load(const std::string& name, const std::string& file, bool arbitrary_i
     });
   }
   std::vector<OrderBook> engine_books;
+  engine_books.reserve(keys.size());
   for (const auto& [table, symbol] : keys)
     engine_books.push_back(full.book(symbol, table)->book);
   if (const std::string why = mismatch(w, engine_books, false); !why.empty()) {
@@ -388,6 +393,7 @@ int count_passes(int passes, bool arbitrary) {
   }
   const auto& sel = arbitrary ? all.arbitrary : all.recorded;
   std::vector<std::vector<OrderBook>> books;
+  books.reserve(sel.size());
   for (const Workload& w : sel)
     books.push_back(w.initial);
   uint64_t ops = 0;

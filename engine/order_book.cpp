@@ -86,12 +86,12 @@ BMX_HOT_INLINE size_t count_not_below(const double* w, double x) noexcept {
 #if defined(__AVX2__)
   const __m256d vx = _mm256_set1_pd(x);
   // x <= key (x < key): the load folds into the compare.
-  const auto cmp = [&](int i) {
+  const auto cmp = [&](ptrdiff_t i) {
     return _mm256_castpd_si256(
         _mm256_cmp_pd(vx, _mm256_loadu_pd(w + 4 * i), kStrict ? _CMP_LT_OQ : _CMP_LE_OQ));
   };
   // Packed as they come, so that few vectors are live at once.
-  const auto quarter = [&](int i) {
+  const auto quarter = [&](ptrdiff_t i) {
     const __m256i h0 = _mm256_packs_epi32(cmp(4 * i), cmp(4 * i + 1));  // 2 x int16 per key
     const __m256i h1 = _mm256_packs_epi32(cmp(4 * i + 2), cmp(4 * i + 3));
     return _mm256_packs_epi16(h0, h1);  // 2 x int8 per key
