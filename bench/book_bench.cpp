@@ -6,7 +6,10 @@
 // orderBookL2_25 row is extracted in order as one operation (action, side, id, price if the row has
 // one, size) by a simdjson DOM parse. Timed: replaying those operations on fresh copies of the
 // books, with UseManualTime and one clock pair per session replay, so restoring the books between
-// iterations is not timed. Report: ns_per_op (Time divided by the operations of one iteration).
+// iterations is not timed. Report: ns_per_op (Time divided by the operations of one iteration),
+// and cpu_ns_per_op, the same from this thread's CPU time around the same replays: on a shared VM
+// the wall clock also counts the time the thread waited for a core, the thread's CPU time does not
+// (compare like with like).
 //
 // After every replay the benchmark checks that no operation failed (kUnknownLevel, or a duplicate
 // insert) and that every level of every book (price, size, id, in order) equals the book of the
@@ -32,6 +35,7 @@
 // That mode prints the number of operations replayed, to divide the totals by.
 #include <benchmark/benchmark.h>
 #include <simdjson.h>
+#include <time.h>
 
 #include <algorithm>
 #include <array>
@@ -60,6 +64,13 @@ using bmx::Action;
 using bmx::OrderBook;
 using bmx::Side;
 using Clock = std::chrono::steady_clock;
+
+// This thread's CPU time, in seconds.
+double thread_seconds() noexcept {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
 
 // One book operation, as FeedEngine::book_rows hands it to the book.
 struct Op {
@@ -242,7 +253,11 @@ Workload load(const std::string& name, const std::string& file, bool arbitrary_i
   for (const auto& [table, symbol] : keys) {
     const auto ref = model.books.find(symbol);
     if (table != "orderBookL2" || ref == model.books.end()) {
-      throw std::runtime_error(file + ": no reference book for " + table + "/" + symbol);
+      std::string why = file + ": no reference book for ";
+      why += table;
+      why += '/';
+      why += symbol;
+      throw std::runtime_error(why);
     }
     auto& e = w.expected.emplace_back();
     for (const auto& [key, l] : ref->second.levels)
@@ -255,6 +270,7 @@ Workload load(const std::string& name, const std::string& file, bool arbitrary_i
     });
   }
   std::vector<OrderBook> engine_books;
+  engine_books.reserve(keys.size());
   for (const auto& [table, symbol] : keys)
     engine_books.push_back(full.book(symbol, table)->book);
   if (const std::string why = mismatch(w, engine_books, false); !why.empty()) {
@@ -329,6 +345,7 @@ void BM_BookReplay(benchmark::State& state, bool arbitrary, int which) {
     ops += w->ops.size();
   }
   uint64_t allocs = 0;
+  double cpu_seconds = 0;
   std::string error;
   for (auto _ : state) {
     double seconds = 0;
@@ -336,9 +353,11 @@ void BM_BookReplay(benchmark::State& state, bool arbitrary, int which) {
       for (size_t k = 0; k < books[i].size(); ++k)
         books[i][k] = sel[i]->initial[k];  // same capacities: copies into the same memory
       const uint64_t a0 = bmx::testing::allocation_count();
+      const double c0 = thread_seconds();
       const auto t0 = Clock::now();
       const uint64_t failed = replay_ops(books[i], sel[i]->ops);
       const auto t1 = Clock::now();
+      cpu_seconds += thread_seconds() - c0;
       allocs += bmx::testing::allocation_count() - a0;
       seconds += std::chrono::duration<double>(t1 - t0).count();
       if (failed) {
@@ -357,6 +376,8 @@ void BM_BookReplay(benchmark::State& state, bool arbitrary, int which) {
   state.counters["ns_per_op"] =
       benchmark::Counter(static_cast<double>(ops), benchmark::Counter::kIsIterationInvariantRate |
                                                        benchmark::Counter::kInvert);
+  state.counters["cpu_ns_per_op"] =
+      1e9 * cpu_seconds / static_cast<double>(ops * std::max<int64_t>(1, state.iterations()));
   state.counters["allocs_per_op"] =
       static_cast<double>(allocs) /
       static_cast<double>(ops * std::max<int64_t>(1, state.iterations()));
@@ -372,6 +393,7 @@ int count_passes(int passes, bool arbitrary) {
   }
   const auto& sel = arbitrary ? all.arbitrary : all.recorded;
   std::vector<std::vector<OrderBook>> books;
+  books.reserve(sel.size());
   for (const Workload& w : sel)
     books.push_back(w.initial);
   uint64_t ops = 0;

@@ -86,12 +86,12 @@ BMX_HOT_INLINE size_t count_not_below(const double* w, double x) noexcept {
 #if defined(__AVX2__)
   const __m256d vx = _mm256_set1_pd(x);
   // x <= key (x < key): the load folds into the compare.
-  const auto cmp = [&](int i) {
+  const auto cmp = [&](ptrdiff_t i) {
     return _mm256_castpd_si256(
         _mm256_cmp_pd(vx, _mm256_loadu_pd(w + 4 * i), kStrict ? _CMP_LT_OQ : _CMP_LE_OQ));
   };
   // Packed as they come, so that few vectors are live at once.
-  const auto quarter = [&](int i) {
+  const auto quarter = [&](ptrdiff_t i) {
     const __m256i h0 = _mm256_packs_epi32(cmp(4 * i), cmp(4 * i + 1));  // 2 x int16 per key
     const __m256i h1 = _mm256_packs_epi32(cmp(4 * i + 2), cmp(4 * i + 3));
     return _mm256_packs_epi16(h0, h1);  // 2 x int8 per key
@@ -109,8 +109,7 @@ BMX_HOT_INLINE size_t count_not_below(const double* w, double x) noexcept {
 #endif
 }
 
-// First index in a[0, len) whose key is >= x (kStrict: > x), for len >= 1. Branchless: the
-// ternary becomes a conditional move.
+// First index in a[0, len) whose key is >= x (kStrict: > x), for len >= 1. Branchless.
 template <bool kStrict>
 size_t binary_bound(const double* a, size_t len, double x) noexcept {
   size_t base = 0;
@@ -185,9 +184,10 @@ void SideOrder::sort_by(KeyOf key_of) {
     keys_[i] = key_of(slots_[i]);
 }
 
-// Both ends round the copies up to whole 32-byte chunks, away from the inserted or erased position:
-// the extra elements copied lie in the free room (beyond end_, or below begin_ where keys are -inf
-// and copying -inf down keeps them so), so the copies never disturb a level.
+// Both ends round the shifts up to whole steps, away from the inserted or erased position: the
+// extra levels copied lie in the free room (beyond end_, or below begin_ where keys are -inf and
+// copying -inf down keeps them so), so the copies never disturb a level. Network thread; no
+// allocation, no exception.
 BMX_HOT_INLINE void SideOrder::insert_at(size_t pos, double key, uint32_t slot) noexcept {
   const size_t n = size();
   const bool front = pos < n - pos;  // fewer levels before pos than after it
@@ -312,7 +312,7 @@ void OrderBook::clear() noexcept {
     deep_[side].clear();
   }
   for (size_t b = 0; b < buckets_.size(); ++b)
-    std::fill(buckets_[b].side, buckets_[b].side + 4, kFree);
+    std::fill(buckets_[b].tag, buckets_[b].tag + 4, kFreeTag);
   free_count_ = capacity_;
   for (uint32_t k = 0; k < capacity_; ++k)
     free_[k] = capacity_ - 1 - k;  // slot 0 on top
@@ -344,6 +344,7 @@ void OrderBook::rebuild(uint32_t capacity) {
   buckets_ = book_detail::LineArray<Bucket>(buckets);
   mask_ = buckets - 1;
   bucket_shift_ = 64 - static_cast<uint32_t>(std::countr_zero(buckets));
+  assert(bucket_shift_ >= 35);  // home_of_tag: at most 2^29 buckets
   pool_ = std::move(pool);
   free_ = std::move(free_slots);
   free_count_ = free_count;
@@ -353,21 +354,22 @@ void OrderBook::rebuild(uint32_t capacity) {
 
 void OrderBook::reindex() noexcept {
   for (size_t b = 0; b < buckets_.size(); ++b)
-    std::fill(buckets_[b].side, buckets_[b].side + 4, kFree);
+    std::fill(buckets_[b].tag, buckets_[b].tag + 4, kFreeTag);
   for (unsigned tier = 0; tier < 4; ++tier) {
     const unsigned side = tier & 1;
     const auto& o = tier < 2 ? top_[side] : deep_[side];
     for (size_t k = 0; k < o.size(); ++k) {
       const uint32_t slot = o.slots()[k];
       const uint64_t id = pool_[slot].id;
-      uint64_t b = home(id);
-      while (free_mask(buckets_[b]) == 0)
+      const uint32_t tag = tag_of(product(id), id, side);
+      uint64_t b = home_of_tag(tag);
+      while (tag_mask(buckets_[b], kFreeTag) == 0)
         b = (b + 1) & mask_;
       Bucket& bucket = buckets_[b];
-      const auto lane = static_cast<unsigned>(std::countr_zero(free_mask(bucket)));
-      bucket.id[lane] = id;
+      const auto lane = static_cast<unsigned>(std::countr_zero(tag_mask(bucket, kFreeTag)));
+      bucket.tag[lane] = tag;
       bucket.slot[lane] = slot;
-      bucket.side[lane] = side;
+      bucket.key[lane] = o.keys()[k];
     }
   }
 }
@@ -378,59 +380,49 @@ void OrderBook::reseed() noexcept {
   reindex();
 }
 
-BMX_HOT_INLINE unsigned OrderBook::match_mask(const Bucket& b, unsigned side,
-                                              uint64_t id) noexcept {
-#if defined(__AVX2__)
-  const __m256i ids = _mm256_load_si256(reinterpret_cast<const __m256i*>(b.id));
-  const __m256i id_eq = _mm256_cmpeq_epi64(ids, _mm256_set1_epi64x(static_cast<int64_t>(id)));
-  const __m128i sides = _mm_load_si128(reinterpret_cast<const __m128i*>(b.side));
-  const __m128i side_eq = _mm_cmpeq_epi32(sides, _mm_set1_epi32(static_cast<int>(side)));
-  return static_cast<unsigned>(_mm256_movemask_pd(_mm256_castsi256_pd(id_eq)) &
-                               _mm_movemask_ps(_mm_castsi128_ps(side_eq)));
+BMX_HOT_INLINE unsigned OrderBook::tag_mask(const Bucket& b, uint32_t tag) noexcept {
+#if defined(__SSE2__)
+  const __m128i tags = _mm_load_si128(reinterpret_cast<const __m128i*>(b.tag));
+  return static_cast<unsigned>(_mm_movemask_ps(
+      _mm_castsi128_ps(_mm_cmpeq_epi32(tags, _mm_set1_epi32(static_cast<int>(tag))))));
 #else
   unsigned m = 0;
   for (unsigned i = 0; i < 4; ++i)
-    m |= static_cast<unsigned>(b.id[i] == id && b.side[i] == side) << i;
-  return m;
-#endif
-}
-
-BMX_HOT_INLINE unsigned OrderBook::free_mask(const Bucket& b) noexcept {
-#if defined(__AVX2__)
-  const __m128i sides = _mm_load_si128(reinterpret_cast<const __m128i*>(b.side));
-  return static_cast<unsigned>(
-      _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(sides, _mm_set1_epi32(kFree)))));
-#else
-  unsigned m = 0;
-  for (unsigned i = 0; i < 4; ++i)
-    m |= static_cast<unsigned>(b.side[i] == kFree) << i;
+    m |= static_cast<unsigned>(b.tag[i] == tag) << i;
   return m;
 #endif
 }
 
 // Buckets are probed in order from the home bucket. Invariant: a cell lives in bucket b only if
 // every bucket from its home up to b - 1 is full. So a lookup may stop at the first bucket with a
-// free cell, and an insert takes the first free cell it meets.
+// free cell, and an insert takes the first free cell it meets. A tag match is confirmed by the id
+// in the pool.
 BMX_HOT_INLINE OrderBook::Probe OrderBook::probe(unsigned side, uint64_t id) const noexcept {
-  uint64_t b = home(id);
+  const uint32_t tag = tag_of(product(id), id, side);
+  uint64_t b = home_of_tag(tag);
   for (uint32_t length = 0;; ++length, b = (b + 1) & mask_) {
     const Bucket& bucket = buckets_[b];
-    if (const unsigned m = match_mask(bucket, side, id)) {
-      return Probe{b * 4 + static_cast<unsigned>(std::countr_zero(m)), length, true};
+    for (unsigned m = tag_mask(bucket, tag); m != 0; m &= m - 1) {
+      const auto lane = static_cast<unsigned>(std::countr_zero(m));
+      if (pool_[bucket.slot[lane]].id == id) return Probe{b * 4 + lane, tag, length, true};
     }
-    if (const unsigned f = free_mask(bucket)) {
-      return Probe{b * 4 + static_cast<unsigned>(std::countr_zero(f)), length, false};
+    if (const unsigned f = tag_mask(bucket, kFreeTag)) {
+      return Probe{b * 4 + static_cast<unsigned>(std::countr_zero(f)), tag, length, false};
     }
   }
 }
 
 BMX_HOT_INLINE uint64_t OrderBook::find(unsigned side, uint64_t id) const noexcept {
-  for (uint64_t b = home(id);; b = (b + 1) & mask_) {
+  const uint32_t tag = tag_of(product(id), id, side);
+  for (uint64_t b = home_of_tag(tag);; b = (b + 1) & mask_) {
     const Bucket& bucket = buckets_[b];
-    if (const unsigned m = match_mask(bucket, side, id)) {
-      return b * 4 + static_cast<unsigned>(std::countr_zero(m));
+    for (unsigned m = tag_mask(bucket, tag); m != 0; m &= m - 1) {
+      const auto lane = static_cast<unsigned>(std::countr_zero(m));
+      if (pool_[bucket.slot[lane]].id == id) [[likely]] {
+        return b * 4 + lane;
+      }
     }
-    if (free_mask(bucket)) return kNotFound;
+    if (tag_mask(bucket, kFreeTag)) return kNotFound;
   }
 }
 
@@ -443,8 +435,8 @@ double OrderBook::level_price(Side side, uint64_t id) const noexcept {
 // bucket): the common case, O(1). Only freeing a full bucket's cell needs refill().
 BMX_HOT_INLINE void OrderBook::index_erase(uint64_t cell) noexcept {
   Bucket& bucket = buckets_[cell >> 2];
-  const bool was_full = free_mask(bucket) == 0;
-  bucket.side[cell & 3] = kFree;
+  const bool was_full = tag_mask(bucket, kFreeTag) == 0;
+  bucket.tag[cell & 3] = kFreeTag;
   if (was_full) [[unlikely]] {
     refill(cell >> 2, static_cast<unsigned>(cell & 3));
   }
@@ -457,18 +449,18 @@ BMX_HOT_INLINE void OrderBook::index_erase(uint64_t cell) noexcept {
 void OrderBook::refill(uint64_t hole, unsigned lane) noexcept {
   for (uint64_t j = (hole + 1) & mask_;; j = (j + 1) & mask_) {
     Bucket& bj = buckets_[j];
-    const bool j_was_full = free_mask(bj) == 0;
+    const bool j_was_full = tag_mask(bj, kFreeTag) == 0;
     unsigned moved = 4;
     for (unsigned k = 0; k < 4 && moved == 4; ++k) {
-      if (bj.side[k] == kFree) continue;
-      const uint64_t h = home(bj.id[k]);
+      if (bj.tag[k] == kFreeTag) continue;
+      const uint64_t h = home_of_tag(bj.tag[k]);
       const bool between = hole <= j ? (h > hole && h <= j) : (h > hole || h <= j);
       if (!between) {
         Bucket& bh = buckets_[hole];
-        bh.id[lane] = bj.id[k];
+        bh.tag[lane] = bj.tag[k];
         bh.slot[lane] = bj.slot[k];
-        bh.side[lane] = bj.side[k];
-        bj.side[k] = kFree;
+        bh.key[lane] = bj.key[k];
+        bj.tag[k] = kFreeTag;
         moved = k;
       }
     }
@@ -480,14 +472,14 @@ void OrderBook::refill(uint64_t hole, unsigned lane) noexcept {
   }
 }
 
-BMX_HOT_INLINE uint32_t OrderBook::add_level(uint64_t cell, unsigned side, uint64_t id,
-                                             double price, int64_t size) noexcept {
+BMX_HOT_INLINE uint32_t OrderBook::add_level(uint64_t cell, uint32_t tag, unsigned side,
+                                             uint64_t id, double price, int64_t size) noexcept {
   const uint32_t slot = free_[--free_count_];
   pool_[slot] = BookLevel{price, size, id};
   Bucket& b = buckets_[cell >> 2];
-  b.id[cell & 3] = id;
+  b.tag[cell & 3] = tag;
   b.slot[cell & 3] = slot;
-  b.side[cell & 3] = side;
+  b.key[cell & 3] = key_of(side, price);
   return slot;
 }
 
@@ -495,52 +487,70 @@ BMX_HOT_INLINE uint32_t OrderBook::add_level(uint64_t cell, unsigned side, uint6
 // its 64 best keys decides most inserts alone: fewer than 64 keys rank above the new one, so it
 // belongs in the top tier (which holds at least kTopMin = 64 levels whenever the deep tier holds
 // any). Only a deeper level reads the tier's front key.
-BMX_HOT_INLINE void OrderBook::place(unsigned side, uint32_t slot, double price,
-                                     bool bulk) noexcept {
-  auto& top = top_[side];
-  auto& deep = deep_[side];
-  const double key = key_of(side, price);
+BMX_HOT_INLINE void OrderBook::place(unsigned side, uint32_t slot, double key, bool bulk) noexcept {
   if (bulk) {
-    deep.push_back(key, slot);  // finish_bulk sorts the deep tier and fills the top one
+    deep_[side].push_back(key, slot);  // finish_bulk sorts the deep tier and fills the top one
     return;
   }
+  auto& top = top_[side];
   const size_t above = top.count_top<true>(key);
   if (above < kTopMin) [[likely]] {
     top.insert_at(top.size() - above, key, slot);
-  } else if (deep.empty() || key >= top.front_key()) {
-    top.insert_at(top.bound_below_top<true>(key), key, slot);
-  } else {
-    deep.insert_at(deep.bound<true>(key), key, slot);
+    if (top.size() > kTopMax) [[unlikely]] {
+      spill_top(side);
+    }
     return;
   }
-  if (top.size() > kTopMax) [[unlikely]] {
-    spill_top(side);
+  place_deeper(side, slot, key);
+}
+
+// The rarer cases out of line, so that the common path of the three operations needs few
+// registers and a short frame.
+void OrderBook::place_deeper(unsigned side, uint32_t slot, double key) noexcept {
+  auto& top = top_[side];
+  auto& deep = deep_[side];
+  if (deep.empty() || key >= top.front_key()) {
+    top.insert_at(top.bound_below_top<true>(key), key, slot);
+    if (top.size() > kTopMax) spill_top(side);
+  } else {
+    deep.insert_at(deep.bound<true>(key), key, slot);
   }
 }
 
-BMX_HOT_INLINE void OrderBook::unplace(unsigned side, uint32_t slot, double price) noexcept {
+BMX_HOT_INLINE void OrderBook::unplace(unsigned side, uint32_t slot, double key) noexcept {
   auto& top = top_[side];
-  auto& deep = deep_[side];
-  const double key = key_of(side, price);
   const size_t n = top.size();
   const size_t above = top.count_top<false>(key);
+  const size_t pos = n - above;
+  if (above < kTopMin && pos < n && top.slots()[pos] == slot) [[likely]] {
+    top.erase_at(pos);
+    if (top.size() < kTopMin && !deep_[side].empty()) [[unlikely]] {
+      refill_top(side);
+    }
+    return;
+  }
+  unplace_deeper(side, slot, key, above);
+}
+
+// Deeper than the top tier's 64 best, or an equal price before it (never in a sane book).
+void OrderBook::unplace_deeper(unsigned side, uint32_t slot, double key, size_t above) noexcept {
+  auto& top = top_[side];
+  auto& deep = deep_[side];
+  const size_t n = top.size();
   size_t pos = book_detail::SideOrder::kNone;
-  if (above < kTopMin) [[likely]] {
+  if (above < kTopMin) {
     pos = n - above;
     const double* k = top.keys();
     const uint32_t* s = top.slots();
-    while (pos < n && s[pos] != slot) {  // equal prices (never in a sane book)
+    while (pos < n && s[pos] != slot)  // equal prices
       pos = k[pos] == key ? pos + 1 : book_detail::SideOrder::kNone;
-    }
     if (pos == n) pos = book_detail::SideOrder::kNone;
   } else if (deep.empty() || key >= top.front_key()) {
     pos = top.find(key, slot);
   }
-  if (pos != book_detail::SideOrder::kNone) [[likely]] {
+  if (pos != book_detail::SideOrder::kNone) {
     top.erase_at(pos);
-    if (top.size() < kTopMin && !deep.empty()) [[unlikely]] {
-      refill_top(side);
-    }
+    if (top.size() < kTopMin && !deep.empty()) refill_top(side);
     return;
   }
   pos = deep.find(key, slot);  // below the top tier, or an equal price at the tiers' seam
@@ -572,7 +582,7 @@ OrderBook::Result OrderBook::insert_slow(unsigned side, uint64_t id, double pric
   for (int reseeds = 0;; ++reseeds) {
     const Probe p = probe(side, id);
     if (p.length <= kMaxProbe || reseeds == kMaxReseeds) {
-      place(side, add_level(p.cell, side, id, price, size), price, bulk);
+      place(side, add_level(p.cell, p.tag, side, id, price, size), key_of(side, price), bulk);
       return Result::kOk;
     }
     reseed();
@@ -586,10 +596,10 @@ OrderBook::Result OrderBook::insert(Side side, uint64_t id, double price, int64_
     update(side, id, size, true, price);
     return Result::kDuplicateInsert;
   }
-  if (p.length > kMaxProbe || this->size() >= capacity_) [[unlikely]] {
+  if (p.length > kMaxProbe || free_count_ == 0) [[unlikely]] {  // == size() >= capacity_
     return insert_slow(s, id, price, size, false);
   }
-  place(s, add_level(p.cell, s, id, price, size), price, false);
+  place(s, add_level(p.cell, p.tag, s, id, price, size), key_of(s, price), false);
   return Result::kOk;
 }
 
@@ -598,12 +608,13 @@ OrderBook::Result OrderBook::bulk_insert(Side side, uint64_t id, double price, i
   const Probe p = probe(s, id);
   if (p.found) {  // repeated level inside one partial: the last one wins (finish_bulk sorts)
     pool_[slot_at(p.cell)] = BookLevel{price, size, id};
+    key_at(p.cell) = key_of(s, price);
     return Result::kDuplicateInsert;
   }
-  if (p.length > kMaxProbe || this->size() >= capacity_) {
+  if (p.length > kMaxProbe || free_count_ == 0) {
     return insert_slow(s, id, price, size, true);
   }
-  place(s, add_level(p.cell, s, id, price, size), price, true);
+  place(s, add_level(p.cell, p.tag, s, id, price, size), key_of(s, price), true);
   return Result::kOk;
 }
 
@@ -633,11 +644,19 @@ OrderBook::Result OrderBook::update(Side side, uint64_t id, int64_t size, bool h
   const uint32_t slot = slot_at(at);
   BookLevel& l = pool_[slot];
   l.size = size;
-  if (!has_price || price == l.price) return Result::kOk;  // in place: no search
-  unplace(s, slot, l.price);                               // the level moves to its new price
-  l.price = price;
-  place(s, slot, price, false);
-  return Result::kOk;
+  if (has_price && key_of(s, price) != key_at(at)) [[unlikely]] {
+    move_level(s, at, price);
+  }
+  return Result::kOk;  // the price kept (all 2021 updates): no search
+}
+
+// An update with a new price: the level moves in its side's order.
+void OrderBook::move_level(unsigned side, uint64_t cell, double price) noexcept {
+  const uint32_t slot = slot_at(cell);
+  unplace(side, slot, key_at(cell));
+  pool_[slot].price = price;
+  key_at(cell) = key_of(side, price);
+  place(side, slot, key_at(cell), false);
 }
 
 OrderBook::Result OrderBook::remove(Side side, uint64_t id) noexcept {
@@ -645,10 +664,12 @@ OrderBook::Result OrderBook::remove(Side side, uint64_t id) noexcept {
   const uint64_t at = find(s, id);
   if (at == kNotFound) return Result::kUnknownLevel;
   const uint32_t slot = slot_at(at);
-  unplace(s, slot, pool_[slot].price);
+  unplace(s, slot, key_at(at));  // the key from the index line: no wait for the pool line
   free_[free_count_++] = slot;
   index_erase(at);
   return Result::kOk;
 }
 
 }  // namespace bmx
+
+#undef BMX_HOT_INLINE

@@ -1,42 +1,49 @@
 // One symbol's L2 order book, keyed as BitMEX keys it: (side, id) -> (price, size).
 //
-// Design, in the spirit of charles-cooper/itch-order-book. Three arrays, each doing one job:
-// - A pool of levels (price, size, id), 24 bytes each, that never move while they live: level(),
-//   best() hand out references into it. A slot is taken from a stack of free slots (LIFO, so a
-//   delete followed by an insert reuses a slot that is still in cache) and given back on delete.
-// - Per side, the price order as two parallel arrays: a dense array of keys (the price, negated
-//   for asks, so that both sides ascend towards the best and one comparison serves both) and the
-//   pool slot of each. Best is at the back. A search reads keys only: 8 levels per cache line
-//   instead of 2.7 with whole levels, and the 64 levels nearest the top (most BitMEX traffic: in
-//   the 2021 sessions 3/4 of inserts and 9/10 of updates) are counted with AVX2 compares in one
-//   pass without a branch; only a deeper level costs a binary search. Inserts and deletes shift
-//   12 bytes per level (key + slot) with inline 32-byte copies, not a libc memmove call, and only
-//   the shorter part of the array: there is room at both ends.
-// - An open-addressing index (linear probing, backward-shift deletion: no tombstones, so a
-//   long-running book never degrades) maps (side, id) to the slot. An update that keeps the price
-//   (every 2021 update; most since 2023) is one probe and one store into the pool, no search.
+// Design, in the spirit of charles-cooper/itch-order-book. Three structures, each doing one job:
+// - A pool of levels (price, size, id), 24 bytes each, that never move while they live: level()
+//   and best() hand out references into it. A slot comes from a stack of free slots (LIFO, so a
+//   delete followed by an insert reuses a slot that is still in cache) and goes back on delete.
+// - Per side, the price order: a dense array of keys (the price, its sign flipped for asks, so
+//   that both sides ascend towards the best and one comparison serves both) and, parallel to it,
+//   the pool slot of each level. Best is at the back. A search reads keys only (8 levels per
+//   cache line instead of 2.7 with whole levels), and counts the 64 keys nearest the best with
+//   AVX2 compares in one branch-free pass: 4/5 of the 2021 sessions' inserts and deletes land
+//   there. Inserts and deletes shift 12 bytes per level (key + slot) with inline 32-byte copies
+//   (no libc memmove call), and only the shorter part: there is free room at both ends.
+//   Each side is two such arrays (tiers): the best 64..192 levels, and the rest. Read one after
+//   the other they are the side's order (level(i) stays O(1)); apart, a level below the top tier
+//   shifts only the levels between it and the nearer end of the deep tier. One level moves
+//   between the tiers, O(1), when the top tier leaves its bounds.
+// - An index (open addressing, buckets of four cells in one cache line, linear probing between
+//   buckets, backward-shift deletion: no tombstones, so a long-running book never degrades) maps
+//   (side, id) to the slot and the key. An update that keeps the price (every 2021 update) is one
+//   probe and one store into the pool: no search, no shift. A delete or a price move has the key
+//   in the index line it probed, so its search does not wait for the pool line; the pool only
+//   confirms the id, off the critical path.
 //
-// The index hash keeps four consecutive ids in one cache line (in the 2021 id era consecutive ids
-// are adjacent ticks, so the top of a book lives in a few hot lines) and scatters those groups by
-// multiply-shift hashing with an odd multiplier. Arbitrary ids (since 2023) hash as well as with
-// any multiplicative hash. The guard against pathological ids (e.g. multiples of a large power of
-// two, or ids crafted to collide): an insert that probes more than kMaxProbe cells re-seeds the
-// multiplier and rebuilds the index in place. That costs O(levels) once, allocates nothing, and
-// is counted (rehashes()); with a fresh random-looking odd multiplier the family is universal, so
-// a repeat is improbable and the number of re-seeds per insert is bounded anyway.
+// The index hash keeps four consecutive ids in one bucket (2021 ids of adjacent ticks are often
+// consecutive, so the top of such a book lives in a few hot lines) and scatters the groups by
+// multiply-shift hashing with an odd multiplier; arbitrary ids (since 2023) spread as with any
+// multiplicative hash, and so do structured ones (multiples of 2^k, consecutive). The guard
+// against ids that still collide (crafted against the multiplier, say): an insert that passes
+// more than kMaxProbe full buckets re-seeds the multiplier and rebuilds the index in place. That
+// costs O(levels) once, allocates nothing, and is counted (rehashes()); a repeat needs ids that
+// collide under the new multiplier too, and one insert re-seeds three times at most.
 //
 // Prices are doubles, compared exactly. A JSON decimal parses to the nearest double, and rounding
 // is monotonic, so two different prices as listed by BitMEX (32186.5 down to 1.6425e-06) keep
 // their order; negation is exact. No fixed decimal scale is assumed. Both id eras: rows that carry
 // a price use it (post-2023 ids are arbitrary); an update without a price keeps the level's price
 // (2021 ids encoded the price and updates omitted it); an update with a new price moves the level.
+// Equal prices never occur in a sane book, but are kept and found by id.
 //
 // Memory is sized at construction and again by reserve() when a partial arrives. A book that
 // outgrows that while applying deltas grows, which allocates: the caller counts it
 // (Stats::book_growths) so that a mis-sized deployment is visible. The worst cases: an insert or
-// delete deep in a book of n levels moves min(depth, n - depth) entries of 12 bytes and searches
-// O(log n); recentring a side whose free room at one end ran out moves it once (O(n)); a re-seed
-// of the index is O(n).
+// delete deep in a side moves up to half of its deep tier (12 bytes a level) and searches
+// O(log n); recentring an array whose free room at one end ran out moves it once (O(n)); a
+// re-seed of the index is O(n). Measured in bench/book_bench.cpp (bench_book).
 #pragma once
 
 #include <bit>
@@ -59,9 +66,9 @@ struct BookLevel {
 
 namespace book_detail {
 
-// A fixed-length heap array of a trivially copyable T, starting on a cache-line boundary (so that
-// four 16-byte index cells share one line). Copies are deep. Allocation only in the constructors
-// and copy assignment.
+// A fixed-length heap array of a trivially copyable T, starting on a cache-line boundary (an index
+// bucket is exactly one line). Copies are deep. Allocation only in the constructors and copy
+// assignment.
 template <class T>
 class LineArray {
   static_assert(std::is_trivially_copyable_v<T>);
@@ -116,16 +123,19 @@ class LineArray {
   size_t n_ = 0;
 };
 
-// One side's price order: keys ascending (best at the back) and the pool slot of each, in two
-// parallel arrays with free room at both ends, so that an insert or erase moves whichever part is
-// shorter. Layout of each buffer:
+// One tier of a side's price order: keys ascending (best at the back) and the pool slot of each,
+// in two parallel arrays with free room at both ends, so that an insert or erase moves whichever
+// part is shorter. Each buffer:
 //
-//   [0, kLowPad) ... [begin_, end_) levels ... [.., len - kHighPad) [len - kHighPad, len)
-//   |<- keys here and below begin_ are -inf ->|                      |<- slack for 32-byte copies
+//   0           kLowPad          begin_        end_             len - kHighPad        len
+//   | -inf keys, never a level   | -inf keys   | levels   | free room    | slack for shifts |
 //
-// Keys below begin_ are always -inf, so the search may read the 64 keys below end_ even when the
-// side holds fewer. Sized by reserve() only; recentring moves levels, never allocates.
-class SideOrder {
+// Keys below begin_ are always -inf, so the search may read the kTop keys below end_ even when the
+// tier holds fewer. Shifts copy whole 16-level steps, rounded away from the level inserted or
+// erased: the extra levels they copy come from and go to the free room (past end_, or below
+// begin_ where copying -inf down keeps it -inf). Sized by reserve() only; recentring moves levels,
+// never allocates.
+class alignas(64) SideOrder {  // one line each: four of them per book, all hot
  public:
   static constexpr size_t kTop = 64;       // keys counted first by a search
   static constexpr size_t kLowPad = kTop;  // how far below begin_ a search may read
@@ -256,15 +266,18 @@ class OrderBook {
   [[nodiscard]] uint64_t rehashes() const noexcept { return rehashes_; }
 
  private:
-  static constexpr uint32_t kFree = 2;  // the side of a free cell: matches no side
   // An index bucket: one cache line of four cells, each field's four values side by side so that
-  // one AVX2 compare tests all four cells. A cell is addressed as bucket * 4 + lane.
+  // one compare tests all four tags. A cell is addressed as bucket * 4 + lane. A cell holds the
+  // level's key (signed price) beside its slot, so that a delete or a price move has the price in
+  // the line it has just probed, instead of waiting for the pool line first: the pool is read
+  // only to confirm the id, off the critical path (that branch is always predicted right).
   struct alignas(64) Bucket {
-    uint64_t id[4];
+    uint32_t tag[4];  // see tag(); kFreeTag: free
     uint32_t slot[4];
-    uint32_t side[4];  // 0, 1, or kFree
+    double key[4];
   };
   static_assert(sizeof(Bucket) == 64);
+  static constexpr uint32_t kFreeTag = UINT32_MAX;
 
   // Bids keep their price as key, asks its negation: both sides ascend towards the best. Flipping
   // the sign bit is exact and has no branch (side comes from the data: a branch on it would be a
@@ -273,18 +286,27 @@ class OrderBook {
     return std::bit_cast<double>(std::bit_cast<uint64_t>(price) ^ (uint64_t{side} << 63));
   }
 
-  // Home bucket of `id`: groups of four consecutive ids share a bucket (2021: adjacent ticks),
-  // groups are scattered by multiply-shift hashing of id / 4 with the odd multiplier mult_ (the
-  // top bits of the product depend on every bit of the id).
-  [[nodiscard]] uint64_t home(uint64_t id) const noexcept {
-    return ((id >> 2) * mult_) >> bucket_shift_;
+  // Multiply-shift hashing of id / 4 with the odd multiplier mult_: groups of four consecutive ids
+  // (2021: adjacent ticks) share a home bucket, groups are scattered (the top bits of the product
+  // depend on every bit of the id).
+  [[nodiscard]] uint64_t product(uint64_t id) const noexcept { return (id >> 2) * mult_; }
+  // A cell's tag: the product's top 29 bits, the id's low 2 bits, the side. The home bucket is the
+  // tag's top bits (the index has at most 2^29 buckets), so moving cells back after a delete needs
+  // no id; distinct (side, id) share a tag only when their products share 29 top bits.
+  static uint32_t tag_of(uint64_t product, uint64_t id, unsigned side) noexcept {
+    const auto t = static_cast<uint32_t>((product >> 32) & ~uint64_t{7}) |
+                   static_cast<uint32_t>((id & 3) << 1) | side;
+    return t == kFreeTag ? t ^ 2 : t;  // never the free mark (ids ...10 and ...11 then share it)
   }
-  // Bit i set: cell i of `b` holds (side, id) / is free.
-  static unsigned match_mask(const Bucket& b, unsigned side, uint64_t id) noexcept;
-  static unsigned free_mask(const Bucket& b) noexcept;
+  [[nodiscard]] uint64_t home_of_tag(uint32_t tag) const noexcept {
+    return tag >> (bucket_shift_ - 32);
+  }
+  // Bit i set: cell i of `b` has this tag / is free.
+  static unsigned tag_mask(const Bucket& b, uint32_t tag) noexcept;
   [[nodiscard]] uint32_t& slot_at(uint64_t cell) noexcept {
     return buckets_[cell >> 2].slot[cell & 3];
   }
+  [[nodiscard]] double& key_at(uint64_t cell) noexcept { return buckets_[cell >> 2].key[cell & 3]; }
   // Cell of (side, id), or kNotFound.
   static constexpr uint64_t kNotFound = UINT64_MAX;
   [[nodiscard]] uint64_t find(unsigned side, uint64_t id) const noexcept;
@@ -292,13 +314,14 @@ class OrderBook {
   // its probe sequence, and how many full buckets were passed on the way.
   struct Probe {
     uint64_t cell;
+    uint32_t tag;
     uint32_t length;
     bool found;
   };
   [[nodiscard]] Probe probe(unsigned side, uint64_t id) const noexcept;
   void index_erase(uint64_t cell) noexcept;
   // index_erase of a cell whose bucket was full: moves back cells that probed past it.
-  void refill(uint64_t bucket, unsigned lane) noexcept;
+  [[gnu::noinline]] void refill(uint64_t bucket, unsigned lane) noexcept;
   // Re-creates the index for the live levels with the current multiplier. No allocation.
   void reindex() noexcept;
   void reseed() noexcept;  // a new multiplier, then reindex()
@@ -306,14 +329,22 @@ class OrderBook {
   // Slow paths of insert/bulk_insert: growth, or a probe longer than kMaxProbe. Cold.
   Result insert_slow(unsigned side, uint64_t id, double price, int64_t size, bool bulk);
   // The new level's cell, slot and pool entry; the caller places it in the side's order.
-  uint32_t add_level(uint64_t cell, unsigned side, uint64_t id, double price,
+  uint32_t add_level(uint64_t cell, uint32_t tag, unsigned side, uint64_t id, double price,
                      int64_t size) noexcept;
-  // Puts `slot` into its side's order: sorted, or appended unsorted (`bulk`).
-  void place(unsigned side, uint32_t slot, double price, bool bulk) noexcept;
-  // Takes `slot` (at `price`) out of its side's order.
-  void unplace(unsigned side, uint32_t slot, double price) noexcept;
-  void spill_top(unsigned side) noexcept;   // top tier above kTopMax: its worst level to the deep
-  void refill_top(unsigned side) noexcept;  // top tier below kTopMin: the deep's best level to it
+  // Puts `slot` with `key` into its side's order: sorted, or appended unsorted (`bulk`).
+  void place(unsigned side, uint32_t slot, double key, bool bulk) noexcept;
+  // Takes `slot` (with `key`) out of its side's order.
+  void unplace(unsigned side, uint32_t slot, double key) noexcept;
+  // Their rarer cases, out of line: below the top tier's 64 best levels, equal prices.
+  [[gnu::noinline]] void place_deeper(unsigned side, uint32_t slot, double key) noexcept;
+  [[gnu::noinline]] void unplace_deeper(unsigned side, uint32_t slot, double key,
+                                        size_t above) noexcept;
+  // An update with a new price. Out of line.
+  [[gnu::noinline]] void move_level(unsigned side, uint64_t cell, double price) noexcept;
+  [[gnu::noinline]] void spill_top(
+      unsigned side) noexcept;  // top tier above kTopMax: its worst level to the deep
+  [[gnu::noinline]] void refill_top(
+      unsigned side) noexcept;  // top tier below kTopMin: the deep's best level to it
 
   // Each side's order in two tiers: the best kTopMin..kTopMax levels, and the rest. Together they
   // read as one array, deep first (level() is still O(1)); apart, an insert or delete below the
@@ -324,10 +355,11 @@ class OrderBook {
   book_detail::SideOrder deep_[2];  // every key <= top_'s front key
   book_detail::LineArray<BookLevel> pool_;
   book_detail::LineArray<uint32_t> free_;  // stack of free slots, free_count_ of them
+  // (capacity_ - size(): the book is full when it is 0)
   book_detail::LineArray<Bucket> buckets_;
   uint64_t mask_ = 0;          // buckets - 1
   uint64_t mult_ = 0;          // odd
-  uint32_t bucket_shift_ = 0;  // 64 - log2(buckets)
+  uint32_t bucket_shift_ = 0;  // 64 - log2(buckets), >= 35
   uint32_t free_count_ = 0;
   uint32_t capacity_ = 0;
   uint64_t rehashes_ = 0;

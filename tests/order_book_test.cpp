@@ -744,4 +744,35 @@ TEST(OrderBook, ChurnThroughFullIndexBucketsKeepsEveryProbeChain) {
   ASSERT_NO_FATAL_FAILURE(c.check("churn"));
 }
 
+// The index marks a free cell with an all-ones tag; a level whose tag would be all ones (hash bits
+// all set, id ending in binary 11, ask side) must still be stored, found and told apart from its
+// neighbour ending in 10, whose tag it then shares.
+TEST(OrderBook, LevelsWhoseTagWouldMarkAFreeCellAreKept) {
+  const uint64_t a = OrderBook::kFirstMultiplier;
+  uint64_t inverse = a;
+  for (int i = 0; i < 6; ++i)
+    inverse *= 2 - a * inverse;
+  std::vector<uint64_t> groups;
+  for (uint64_t j = 0; groups.size() < 8; ++j) {
+    const uint64_t group =
+        ((~uint64_t{0} << 35) | (j << 4)) * inverse;  // product's top 29 bits set
+    if (group >> 62 == 0) groups.push_back(group);
+  }
+  Checked c(256);
+  for (size_t i = 0; i < groups.size(); ++i) {
+    for (uint64_t low = 0; low < 4; ++low) {
+      const uint64_t id = groups[i] << 2 | low;
+      ASSERT_NO_FATAL_FAILURE(c.insert(kSell, id, 100.0 + double(4 * i + low), int64_t(low)));
+      ASSERT_NO_FATAL_FAILURE(c.insert(kBuy, id, 50.0 - double(4 * i + low), int64_t(low)));
+    }
+  }
+  ASSERT_NO_FATAL_FAILURE(c.check("all-ones tags"));
+  for (size_t i = 0; i < groups.size(); ++i) {
+    ASSERT_NO_FATAL_FAILURE(c.remove(kSell, groups[i] << 2 | 3));
+    ASSERT_NO_FATAL_FAILURE(c.update(kSell, groups[i] << 2 | 2, 9, false, 0.0));
+    EXPECT_EQ(c.book.remove(kSell, groups[i] << 2 | 3), Result::kUnknownLevel);
+  }
+  ASSERT_NO_FATAL_FAILURE(c.check("after deletes"));
+}
+
 }  // namespace
