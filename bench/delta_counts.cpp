@@ -3,11 +3,13 @@
 //
 //   scripts/count-instructions.sh        (runs both modes under callgrind and prints the totals)
 //
-// Usage: delta_counts engine|floor CAPTURE [PASSES]
+// Usage: delta_counts engine|publish|floor CAPTURE [PASSES]
+// `publish` is `engine` publishing into a shared-memory segment (created and removed here).
 // The frames before the first delta (welcome, acks, partials) are applied untimed by
 // setup_engine(); the rest must all be deltas. Each pass uses a fresh engine set up the same way,
 // so every pass applies exactly the recorded work. Counts, unlike wall time on a shared VM, are the
 // same on every run.
+#include <unistd.h>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -18,6 +20,8 @@
 #include "engine/capture.hpp"
 #include "engine/feed_engine.hpp"
 #include "floor_walk.hpp"
+#include "shm/segment.hpp"
+#include "shm/writer.hpp"
 
 namespace {
 
@@ -48,11 +52,13 @@ __attribute__((noinline)) uint64_t run_floor_deltas(floor_od::parser& p, const b
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 3 || (std::strcmp(argv[1], "engine") != 0 && std::strcmp(argv[1], "floor") != 0)) {
-    std::fprintf(stderr, "usage: delta_counts engine|floor CAPTURE [PASSES]\n");
+  const std::string mode = argc > 1 ? argv[1] : "";
+  if (argc < 3 || (mode != "engine" && mode != "floor" && mode != "publish")) {
+    std::fprintf(stderr, "usage: delta_counts engine|publish|floor CAPTURE [PASSES]\n");
     return 2;
   }
-  const bool floor = std::strcmp(argv[1], "floor") == 0;
+  const bool floor = mode == "floor";
+  const bool publish = mode == "publish";
   const int passes = argc > 3 ? std::atoi(argv[3]) : 3;
   try {
     const bmx::Capture cap = bmx::Capture::load(argv[2]);
@@ -81,9 +87,20 @@ int main(int argc, char** argv) {
     } else {
       for (int k = 0; k < passes; ++k) {
         auto e = std::make_unique<bmx::FeedEngine>();
+        std::unique_ptr<bmx::shm::Segment> seg;
+        std::unique_ptr<bmx::shm::Writer> writer;
+        const std::string name = "/bmx-delta-counts-" + std::to_string(::getpid());
+        if (publish) {
+          bmx::shm::SegmentConfig sc;
+          sc.max_symbols = bmx::EngineConfig{}.max_symbols;
+          seg = std::make_unique<bmx::shm::Segment>(bmx::shm::Segment::create(name, sc));
+          writer = std::make_unique<bmx::shm::Writer>(*seg);
+          e->publish_to(writer.get());
+        }
         setup_engine(*e, cap, first_delta);
         run_engine_deltas(*e, cap, first_delta);
         const bmx::Stats& st = e->stats();
+        if (publish) bmx::shm::Segment::remove(name);
         if (st.unknown_levels || st.books_marked_stale || st.rows_dropped_before_partial) return 1;
       }
     }

@@ -3,6 +3,7 @@
 # instructions (Ir), conditional/indirect branch mispredictions (Bcm/Bim) and D1 misses. These
 # counts do not move with the machine's noise, unlike wall time. Needs valgrind and a release
 # build. Usage: scripts/count-instructions.sh [CAPTURE] [PASSES]
+# COUNT_MODES="engine publish" also counts the engine publishing into a shared-memory segment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 capture="${1:-tests/data/bitmex/cryptofeed-2021-04-05.txt}"
@@ -11,9 +12,9 @@ command -v valgrind >/dev/null || { echo "count-instructions: needs valgrind (ap
 scripts/build.sh release >/dev/null
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-for mode in floor engine; do
+for mode in ${COUNT_MODES:-floor engine}; do
   valgrind --tool=callgrind --cache-sim=yes --branch-sim=yes \
-    --toggle-collect="*run_${mode}_deltas*" --callgrind-out-file="$out/$mode" \
+    --toggle-collect="*run_${mode/publish/engine}_deltas*" --callgrind-out-file="$out/$mode" \
     build/release/bin/delta_counts "$mode" "$capture" "$passes" >/dev/null 2>&1
   echo "== $mode ($passes passes over the delta frames of $capture)"
   callgrind_annotate "$out/$mode" 2>/dev/null | grep -E "^Events shown|PROGRAM TOTALS"
