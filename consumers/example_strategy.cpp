@@ -114,6 +114,7 @@ int run(const Options& o) {
       if (o.slow_ns) spin_for(o.slow_ns);
     });
     n.records += p.records;
+    if (p.records == 0) shm::idle_pause();
     if (p.restarted) {
       ++n.restarts;
       if (!o.quiet) fmt::print("feed restarted (new epoch): re-attaching and resyncing\n");
