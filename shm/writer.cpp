@@ -21,6 +21,38 @@ uint64_t row_hash(uint16_t table, std::string_view key) noexcept {
   return shm::row_hash(table, key.data(), key.size());
 }
 
+// First position in [begin, end) whose level's price * sg is >= x (kStrict: > x); the levels
+// ascend by price * sg. Galloping from the back: most changes of a BitMEX book fall within its
+// top few dozen levels, where probes 1, 2, 4, 8... from the best find the window in a few hot
+// cache lines; a binary search over a whole side (5557 bids in 2021) missed on every step. A
+// level at depth d costs about 2 log2(d) probes.
+template <bool kStrict>
+size_t bound_from_back(const Level* lv, size_t begin, size_t end, double sg, double x) noexcept {
+  const auto below = [&](size_t i) {
+    const double k = lv[i].price * sg;
+    return kStrict ? k <= x : k < x;
+  };
+  size_t lo = begin, hi = end;  // the answer is in [lo, hi]; every level in [hi, end) is not below
+  for (size_t step = 1; hi - lo > step; step *= 2) {
+    if (below(hi - step)) {
+      lo = hi - step + 1;
+      break;
+    }
+    hi -= step;
+  }
+  size_t len = hi - lo;
+  while (len > 0) {
+    const size_t half = len / 2;
+    if (below(lo + half)) {
+      lo += half + 1;
+      len -= half + 1;
+    } else {
+      len = half;
+    }
+  }
+  return lo;
+}
+
 }  // namespace
 
 Writer::Writer(Segment& segment)
@@ -251,20 +283,11 @@ void Writer::book_clear(Book& b) noexcept {
 // price * sign ascending (best at the back); prices are exact doubles.
 size_t Writer::find_level(const Book& b, Side side, double price, uint64_t id) const noexcept {
   const Level* lv = seg_.levels(b, index(side));
-  const double sg = sign_of(side), x = price * sg;
-  size_t lo = b.begin[index(side)].load(std::memory_order_relaxed);
+  const double sg = sign_of(side);
   const size_t end = b.end[index(side)].load(std::memory_order_relaxed);
-  size_t len = end - lo;
-  while (len > 0) {  // lower bound of x
-    const size_t half = len / 2;
-    if (lv[lo + half].price * sg < x) {
-      lo += half + 1;
-      len -= half + 1;
-    } else {
-      len = half;
-    }
-  }
-  for (size_t i = lo; i < end && lv[i].price == price; ++i) {
+  const size_t lo = bound_from_back<false>(lv, b.begin[index(side)].load(std::memory_order_relaxed),
+                                           end, sg, price * sg);
+  for (size_t i = lo; i < end && lv[i].price == price; ++i) {  // equal prices: by id
     if (lv[i].id == id) return i;
   }
   return SIZE_MAX;
@@ -293,17 +316,8 @@ bool Writer::place(Book& b, Side side, double price, int64_t size, uint64_t id) 
   uint32_t end = b.end[s].load(std::memory_order_relaxed);
   if (end - begin >= book_levels_) return false;
   // Upper bound: after every level not better than the new one.
-  const double sg = sign_of(side), x = price * sg;
-  size_t pos = begin, len = end - begin;
-  while (len > 0) {
-    const size_t half = len / 2;
-    if (lv[pos + half].price * sg <= x) {
-      pos += half + 1;
-      len -= half + 1;
-    } else {
-      len = half;
-    }
-  }
+  const double sg = sign_of(side);
+  size_t pos = bound_from_back<true>(lv, begin, end, sg, price * sg);
   const bool front = pos - begin < end - pos;
   if ((front && begin == 0) || (!front && end == level_slots_)) {
     // Recentre: the side ran out of room at one end (moves every level once, no allocation).
