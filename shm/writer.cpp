@@ -1,6 +1,7 @@
 #include "shm/writer.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 
 #include "shm/words.hpp"
@@ -63,6 +64,12 @@ Writer::Writer(Segment& segment)
       level_slots_(h_.level_slots),
       book_levels_(h_.book_levels) {
   if (!segment.writable()) throw std::invalid_argument("shm::Writer needs a writable segment");
+  books_ = reinterpret_cast<const char*>(&seg_.book(0));
+  book_shift_ = static_cast<uint32_t>(std::countr_zero(h_.book_bytes));
+  const uint64_t odd = h_.book_bytes >> book_shift_;
+  book_inverse_ = odd;  // right to 3 bits (odd * odd = 1 mod 8); each step doubles that
+  for (int i = 0; i < 5; ++i)
+    book_inverse_ *= 2 - odd * book_inverse_;
   slots_.resize(h_.max_books);
   touched_.reserve(h_.max_books);
   by_table_.resize(h_.max_tables);
@@ -147,14 +154,34 @@ void Writer::begin_frame(int64_t recv_ns) noexcept {
   publish_ns_ = realtime_ns();
 }
 
+// Writes the record straight into its slot (kBusy while written, then the body), and its text
+// slots after it; only its sequence is held back (publish_pending) until the next record or the
+// end of the frame shows whether it is the frame's last. A reader sees the slot as not yet
+// written until then, exactly as while the body was being stored. No copy of the record is kept.
 void Writer::emit(const RecordBody& r, std::string_view text, uint32_t book_slot) noexcept {
-  if (has_pending_) flush_pending(false);
-  pending_ = r;
-  pending_.recv_ns = recv_ns_;
-  pending_.publish_ns = publish_ns_;
-  pending_text_ = text;
-  pending_book_ = book_slot;
-  has_pending_ = true;
+  publish_pending(false);
+  const uint64_t seq = next_seq_;
+  RecordBody body = r;
+  body.recv_ns = recv_ns_;
+  body.publish_ns = publish_ns_;
+  Record& dst = seg_.slot(seq);
+  dst.seq.store(kBusy, std::memory_order_relaxed);  // the body's release stores follow it
+  store_words(&dst.body, &body, kRecordWords);
+  std::memcpy(&pending_head_, &body, 8);
+  // Text after the record's body but before its sequence: a reader that sees the record's
+  // sequence sees its text.
+  const uint64_t text_slots = text.size() == 0 ? 0 : (text.size() + kTextBytes - 1) / kTextBytes;
+  for (uint64_t i = 0; i < text_slots; ++i) {
+    char chunk[kTextBytes] = {};
+    const size_t at = i * kTextBytes;
+    std::memcpy(chunk, text.data() + at, std::min(kTextBytes, text.size() - at));
+    write_slot(seq + 1 + i, chunk);
+  }
+  pending_ = &dst;
+  pending_seq_ = seq;
+  next_seq_ = seq + 1 + text_slots;
+  ++frame_records_;
+  if (book_slot != kNoSlot) slots_[book_slot].last_seq = seq;
 }
 
 // Writes one slot: mark it busy, write the body word by word, then store its sequence (release).
@@ -165,27 +192,21 @@ void Writer::write_slot(uint64_t seq, const void* body) noexcept {
   dst.seq.store(seq, std::memory_order_release);
 }
 
-void Writer::flush_pending(bool last) noexcept {
-  has_pending_ = false;
-  if (last) pending_.flags |= kFlagLastInFrame;
-  const uint64_t seq = next_seq_;
-  // Text first, the record last: a reader that sees the record's sequence sees its text.
-  const std::string_view text = pending_text_;
-  const uint64_t text_slots = text.size() == 0 ? 0 : (text.size() + kTextBytes - 1) / kTextBytes;
-  for (uint64_t i = 0; i < text_slots; ++i) {
-    char chunk[kTextBytes] = {};
-    const size_t at = i * kTextBytes;
-    std::memcpy(chunk, text.data() + at, std::min(kTextBytes, text.size() - at));
-    write_slot(seq + 1 + i, chunk);
+// Lets readers see the record emit() wrote last; `last` flags it as the frame's last first.
+void Writer::publish_pending(bool last) noexcept {
+  if (!pending_) return;
+  if (last) {  // kind, flags, table, symbol: the body's first word
+    uint64_t head = pending_head_;
+    auto* bytes = reinterpret_cast<unsigned char*>(&head);
+    bytes[offsetof(RecordBody, flags)] |= kFlagLastInFrame;
+    store_words(&pending_->body, &head, 1);
   }
-  write_slot(seq, &pending_);
-  next_seq_ = seq + 1 + text_slots;
-  ++frame_records_;
-  if (pending_book_ != kNoSlot) slots_[pending_book_].last_seq = seq;
+  pending_->seq.store(pending_seq_, std::memory_order_release);
+  pending_ = nullptr;
 }
 
 void Writer::end_frame() noexcept {
-  if (has_pending_) flush_pending(true);
+  publish_pending(true);
   for (const uint32_t i : touched_) {
     Book& b = *slots_[i].book;
     b.stamp.store(slots_[i].last_seq, std::memory_order_release);
@@ -232,21 +253,23 @@ Book* Writer::book(uint16_t table, uint32_t symbol) noexcept {
   return &b;
 }
 
-Writer::BookState& Writer::state_of(const Book& b) noexcept {
-  const auto off = reinterpret_cast<const char*>(&b) - reinterpret_cast<const char*>(&seg_.book(0));
-  return slots_[static_cast<size_t>(off) / h_.book_bytes];
+// A book's slot: its offset in the books region over book_bytes. The offset is an exact multiple,
+// so the division is a shift and a multiplication by the inverse of book_bytes' odd part modulo
+// 2^64 (a 64-bit divide costs tens of cycles, and every level change needs the slot).
+uint32_t Writer::slot_of(const Book& b) const noexcept {
+  const auto off = static_cast<uint64_t>(reinterpret_cast<const char*>(&b) - books_);
+  return static_cast<uint32_t>((off >> book_shift_) * book_inverse_);
 }
 
-uint32_t Writer::slot_of(const Book& b) noexcept {
-  return static_cast<uint32_t>(&state_of(b) - slots_.data());
-}
-
-void Writer::touch(Book& b) noexcept {
-  BookState& st = state_of(b);
-  if (st.frame == frame_no_) return;
+// Opens the book's seqlock once per frame. Returns its slot.
+uint32_t Writer::touch(Book& b) noexcept {
+  const uint32_t slot = slot_of(b);
+  BookState& st = slots_[slot];
+  if (st.frame == frame_no_) return slot;
   st.frame = frame_no_;
   write_begin(b.seq);
-  touched_.push_back(static_cast<uint32_t>(&st - slots_.data()));  // reserved: no allocation
+  touched_.push_back(slot);  // reserved: no allocation
+  return slot;
 }
 
 RecordBody Writer::level_record(const Book& b, RecordKind kind, Side side, double price,
@@ -264,7 +287,7 @@ RecordBody Writer::level_record(const Book& b, RecordKind kind, Side side, doubl
 }
 
 void Writer::book_clear(Book& b) noexcept {
-  touch(b);
+  const uint32_t slot = touch(b);
   for (int s = 0; s < 2; ++s) {
     b.begin[s].store(level_slots_ / 2, std::memory_order_release);
     b.end[s].store(level_slots_ / 2, std::memory_order_release);
@@ -276,7 +299,7 @@ void Writer::book_clear(Book& b) noexcept {
     if (n) g.store(n - 1, std::memory_order_relaxed);
   }
   b.updates.store(b.updates.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-  emit(level_record(b, RecordKind::kBookClear, Side::kBuy, 0, 0, 0, 0), {}, slot_of(b));
+  emit(level_record(b, RecordKind::kBookClear, Side::kBuy, 0, 0, 0, 0), {}, slot);
 }
 
 // Index of the level (price, id) in the side's buffer, or SIZE_MAX. Levels are sorted by
@@ -295,15 +318,14 @@ size_t Writer::find_level(const Book& b, Side side, double price, uint64_t id) c
 
 bool Writer::book_insert(Book& b, Side side, double price, int64_t size, uint64_t id,
                          int64_t exchange_ns) noexcept {
-  touch(b);
+  const uint32_t slot = touch(b);
   if (!place(b, side, price, size, id)) {
     book_stale(b);  // deeper than the segment was sized for (--book-levels)
     seg_.stats().segment_full.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
   b.updates.store(b.updates.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-  emit(level_record(b, RecordKind::kBookInsert, side, price, size, id, exchange_ns), {},
-       slot_of(b));
+  emit(level_record(b, RecordKind::kBookInsert, side, price, size, id, exchange_ns), {}, slot);
   return true;
 }
 
@@ -344,7 +366,7 @@ bool Writer::place(Book& b, Side side, double price, int64_t size, uint64_t id) 
 
 bool Writer::book_update(Book& b, Side side, double old_price, double price, int64_t size,
                          uint64_t id, int64_t exchange_ns) noexcept {
-  touch(b);
+  const uint32_t slot = touch(b);
   const int s = index(side);
   const size_t i = find_level(b, side, old_price, id);
   if (i == SIZE_MAX) {
@@ -355,8 +377,7 @@ bool Writer::book_update(Book& b, Side side, double old_price, double price, int
   if (price == old_price) {
     std::atomic_ref<int64_t>(lv[i].size).store(size, std::memory_order_release);
     b.updates.store(b.updates.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-    emit(level_record(b, RecordKind::kBookUpdate, side, price, size, id, exchange_ns), {},
-         slot_of(b));
+    emit(level_record(b, RecordKind::kBookUpdate, side, price, size, id, exchange_ns), {}, slot);
     return true;
   }
   // The level moved: take it out, put it back at its new price. One record says both; `size`
@@ -369,13 +390,13 @@ bool Writer::book_update(Book& b, Side side, double old_price, double price, int
   b.updates.store(b.updates.load(std::memory_order_relaxed) + 1, std::memory_order_release);
   RecordBody r = level_record(b, RecordKind::kBookUpdate, side, price, size, id, exchange_ns);
   r.flags |= kFlagHasPrice;
-  emit(r, {}, slot_of(b));
+  emit(r, {}, slot);
   return true;
 }
 
 bool Writer::book_delete(Book& b, Side side, double price, uint64_t id,
                          int64_t exchange_ns) noexcept {
-  touch(b);
+  const uint32_t slot = touch(b);
   const size_t i = find_level(b, side, price, id);
   if (i == SIZE_MAX) {
     book_stale(b);
@@ -383,7 +404,7 @@ bool Writer::book_delete(Book& b, Side side, double price, uint64_t id,
   }
   erase_level(b, index(side), i);
   b.updates.store(b.updates.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-  emit(level_record(b, RecordKind::kBookDelete, side, price, 0, id, exchange_ns), {}, slot_of(b));
+  emit(level_record(b, RecordKind::kBookDelete, side, price, 0, id, exchange_ns), {}, slot);
   return true;
 }
 
@@ -403,7 +424,7 @@ void Writer::erase_level(Book& b, int s, size_t i) noexcept {
 }
 
 void Writer::book_stale(Book& b) noexcept {
-  touch(b);
+  const uint32_t slot = touch(b);
   if (!b.stale.load(std::memory_order_relaxed)) {
     b.stale.store(1, std::memory_order_release);
     auto& g = seg_.stats().stale_books;
@@ -411,7 +432,7 @@ void Writer::book_stale(Book& b) noexcept {
   }
   auto& m = seg_.stats().stale_marks;
   m.store(m.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  emit(level_record(b, RecordKind::kStale, Side::kBuy, 0, 0, 0, 0), {}, slot_of(b));
+  emit(level_record(b, RecordKind::kStale, Side::kBuy, 0, 0, 0, 0), {}, slot);
 }
 
 void Writer::stale_all_books() noexcept {
