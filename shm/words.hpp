@@ -11,9 +11,11 @@
 // On x86-64 a release store and an acquire load are each one plain `mov`: this costs nothing over
 // memcpy for the sizes that matter here.
 //
-// One exception, for speed: move_words (levels sliding inside a book, up to thousands of words) is
-// a plain memmove in normal builds, see there. Under ThreadSanitizer it stays word-atomic, so that
-// the sanitizer still checks the seqlock protocol of every access.
+// One exception, for speed: the producer's copies into state that a seqlock or a busy ring slot
+// covers (copy_words, move_words: records, row text, levels sliding inside a book) are a plain
+// memcpy/memmove in normal builds, after a release fence (open_write). move_words argues why that
+// is sound. Under ThreadSanitizer they stay word-atomic and the fence is left out, so that the
+// sanitizer still checks the protocol of every access.
 #pragma once
 
 #include <atomic>
@@ -57,12 +59,23 @@ inline void load_words(void* dst, const void* src, size_t words) noexcept {
   }
 }
 
+// After the relaxed store that marks a seqlock odd or a ring slot busy: keeps the plain stores of
+// copy_words and move_words after it (see move_words). On x86 this emits no instruction: it only
+// keeps the compiler from hoisting a store above the mark. TSan does not model fences (GCC warns),
+// and under TSan those stores are release stores, which need none.
+inline void open_write() noexcept {
+#if !BMX_SHM_TSAN
+  std::atomic_thread_fence(std::memory_order_release);
+#endif
+}
+
 // Moves `words` words inside shared memory, overlap allowed (memmove semantics). Only between
 // write_begin and write_end of the seqlock that covers both ranges.
 //
 // Normal builds: one memmove (vectorised; a word loop of atomic stores is not). Why a reader still
 // copies whole states only, in this process or another one mapping the segment read-only:
-//  - write_begin stores the odd sequence and then issues a release fence, which keeps every later
+//  - write_begin stores the odd sequence and then issues a release fence (open_write), which keeps
+//  every later
 //    store after the odd one. The C++ model states that for atomic stores only; for the plain
 //    stores of memmove it holds because GCC and Clang treat the fence as a compiler barrier (no
 //    store is hoisted above it) and the CPU keeps the order (below). A reader that copies any
@@ -101,16 +114,22 @@ inline void move_words(void* dst, const void* src, size_t words) noexcept {
 #endif
 }
 
-// Seqlock helpers. Writer: begin (odd), change with store_words/move_words, end (even). Reader:
-// s = read_begin (even, else retry), copy with load_words, read_valid(s).
+// Copies `words` words from `src` (private) into `dst` (shared), no overlap: store_words, for a
+// range a seqlock or busy ring slot covers, after open_write() and before the release store that
+// closes it. A plain memcpy in normal builds, for the reasons given at move_words.
+inline void copy_words(void* dst, const void* src, size_t words) noexcept {
+#if BMX_SHM_TSAN
+  store_words(dst, src, words);
+#else
+  std::memcpy(dst, src, words * 8);
+#endif
+}
+
+// Seqlock helpers. Writer: begin (odd), change with store_words/copy_words/move_words, end (even).
+// Reader: s = read_begin (even, else retry), copy with load_words, read_valid(s).
 inline void write_begin(std::atomic<uint64_t>& seq) noexcept {
   seq.store(seq.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-#if !BMX_SHM_TSAN
-  // For move_words' plain stores (atomic release stores need no fence). On x86 this emits no
-  // instruction: it only keeps the compiler from hoisting a store above the odd sequence. TSan
-  // does not model fences (GCC warns), and under TSan every store here is a release store.
-  std::atomic_thread_fence(std::memory_order_release);
-#endif
+  open_write();
 }
 inline void write_end(std::atomic<uint64_t>& seq) noexcept {
   seq.store(seq.load(std::memory_order_relaxed) + 1, std::memory_order_release);

@@ -165,17 +165,22 @@ void Writer::emit(const RecordBody& r, std::string_view text, uint32_t book_slot
   body.recv_ns = recv_ns_;
   body.publish_ns = publish_ns_;
   Record& dst = seg_.slot(seq);
-  dst.seq.store(kBusy, std::memory_order_relaxed);  // the body's release stores follow it
-  store_words(&dst.body, &body, kRecordWords);
+  dst.seq.store(kBusy, std::memory_order_relaxed);
+  open_write();
+  copy_words(&dst.body, &body, kRecordWords);
   std::memcpy(&pending_head_, &body, 8);
   // Text after the record's body but before its sequence: a reader that sees the record's
   // sequence sees its text.
   const uint64_t text_slots = text.size() == 0 ? 0 : (text.size() + kTextBytes - 1) / kTextBytes;
   for (uint64_t i = 0; i < text_slots; ++i) {
-    char chunk[kTextBytes] = {};
     const size_t at = i * kTextBytes;
-    std::memcpy(chunk, text.data() + at, std::min(kTextBytes, text.size() - at));
-    write_slot(seq + 1 + i, chunk);
+    if (text.size() - at >= kTextBytes) {
+      write_slot(seq + 1 + i, text.data() + at);
+    } else {
+      char chunk[kTextBytes] = {};
+      std::memcpy(chunk, text.data() + at, text.size() - at);
+      write_slot(seq + 1 + i, chunk);
+    }
   }
   pending_ = &dst;
   pending_seq_ = seq;
@@ -184,11 +189,12 @@ void Writer::emit(const RecordBody& r, std::string_view text, uint32_t book_slot
   if (book_slot != kNoSlot) slots_[book_slot].last_seq = seq;
 }
 
-// Writes one slot: mark it busy, write the body word by word, then store its sequence (release).
+// Writes one slot: mark it busy, write the body, then store its sequence (release).
 void Writer::write_slot(uint64_t seq, const void* body) noexcept {
   Record& dst = seg_.slot(seq);
-  dst.seq.store(kBusy, std::memory_order_relaxed);  // the body's release stores follow it
-  store_words(&dst.body, body, kRecordWords);
+  dst.seq.store(kBusy, std::memory_order_relaxed);
+  open_write();
+  copy_words(&dst.body, body, kRecordWords);
   dst.seq.store(seq, std::memory_order_release);
 }
 
@@ -358,7 +364,7 @@ bool Writer::place(Book& b, Side side, double price, int64_t size, uint64_t id) 
     ++end;
   }
   const Level l{price, size, id};
-  store_words(lv + pos, &l, kLevelWords);
+  copy_words(lv + pos, &l, kLevelWords);
   b.begin[s].store(begin, std::memory_order_release);
   b.end[s].store(end, std::memory_order_release);
   return true;
@@ -524,14 +530,14 @@ bool Writer::row_put(uint16_t table, std::string_view key, uint32_t symbol,
   h.hash = hash;
   std::memcpy(h.key, key.data(), key.size());
   write_begin(rs.seq);
-  store_words(&rs.h, &h, sizeof(RowHeader) / 8);
+  copy_words(&rs.h, &h, sizeof(RowHeader) / 8);
   char* text = seg_.row_text(rs);
   const size_t whole = json.size() / 8;
-  store_words(text, json.data(), whole);
+  copy_words(text, json.data(), whole);
   if (json.size() % 8) {
     char tail[8] = {};
     std::memcpy(tail, json.data() + whole * 8, json.size() % 8);
-    store_words(text + whole * 8, tail, 1);
+    copy_words(text + whole * 8, tail, 1);
   }
   write_end(rs.seq);
   return true;
@@ -559,7 +565,7 @@ void Writer::row_state(RowSlot& rs, const RowHeader& h) noexcept {
 void Writer::publish_tq(uint32_t symbol) noexcept {
   TradeQuote& dst = seg_.trade_quote(symbol);
   write_begin(dst.seq);
-  store_words(&dst.body, &tq_[symbol], sizeof(TradeQuoteBody) / 8);
+  copy_words(&dst.body, &tq_[symbol], sizeof(TradeQuoteBody) / 8);
   write_end(dst.seq);
 }
 
