@@ -14,6 +14,10 @@ constexpr size_t kRecordWords = sizeof(RecordBody) / 8;
 constexpr size_t kTextBytes = kTextSlotBytes;
 constexpr size_t kLevelWords = sizeof(Level) / 8;
 
+uint8_t side_flag(Side side) noexcept {
+  return side == Side::kSell ? kFlagSell : 0;
+}
+
 double sign_of(Side side) noexcept {
   return side == Side::kBuy ? 1.0 : -1.0;
 }
@@ -70,6 +74,7 @@ Writer::Writer(Segment& segment)
   book_inverse_ = odd;  // right to 3 bits (odd * odd = 1 mod 8); each step doubles that
   for (int i = 0; i < 5; ++i)
     book_inverse_ *= 2 - odd * book_inverse_;
+  ring_ = &seg_.slot(0);
   slots_.resize(h_.max_books);
   touched_.reserve(h_.max_books);
   by_table_.resize(h_.max_tables);
@@ -154,51 +159,81 @@ void Writer::begin_frame(int64_t recv_ns) noexcept {
   publish_ns_ = realtime_ns();
 }
 
-// Writes the record straight into its slot (kBusy while written, then the body), and its text
-// slots after it; only its sequence is held back (publish_pending) until the next record or the
-// end of the frame shows whether it is the frame's last. A reader sees the slot as not yet
-// written until then, exactly as while the body was being stored. No copy of the record is kept.
-void Writer::emit(const RecordBody& r, std::string_view text, uint32_t book_slot) noexcept {
-  publish_pending(false);
+// Writes the record straight into its slot (kBusy while written, then the body); only its
+// sequence is held back (publish_pending) until the next record or the end of the frame shows
+// whether it is the frame's last. A reader sees the slot as not yet written until then, exactly
+// as while the body was being stored. No copy of the record is kept. `body` is complete (times
+// included); the caller has published the previous record.
+inline void Writer::put_record(const RecordBody& body, uint32_t book_slot) noexcept {
   const uint64_t seq = next_seq_;
-  RecordBody body = r;
-  body.recv_ns = recv_ns_;
-  body.publish_ns = publish_ns_;
-  Record& dst = seg_.slot(seq);
+  Record& dst = ring_[seq & ring_mask_];
   dst.seq.store(kBusy, std::memory_order_relaxed);
   open_write();
   copy_words(&dst.body, &body, kRecordWords);
   std::memcpy(&pending_head_, &body, 8);
-  // Text after the record's body but before its sequence: a reader that sees the record's
-  // sequence sees its text.
-  const uint64_t text_slots = text.size() == 0 ? 0 : (text.size() + kTextBytes - 1) / kTextBytes;
-  for (uint64_t i = 0; i < text_slots; ++i) {
-    const size_t at = i * kTextBytes;
-    if (text.size() - at >= kTextBytes) {
-      write_slot(seq + 1 + i, text.data() + at);
-    } else {
-      char chunk[kTextBytes] = {};
-      std::memcpy(chunk, text.data() + at, text.size() - at);
-      write_slot(seq + 1 + i, chunk);
-    }
-  }
   pending_ = &dst;
   pending_seq_ = seq;
-  next_seq_ = seq + 1 + text_slots;
+  next_seq_ = seq + 1;
   ++frame_records_;
   if (book_slot != kNoSlot) slots_[book_slot].last_seq = seq;
 }
 
+// Segment::levels() without reading the header: the side's buffer follows the Book.
+Level* Writer::levels(const Book& b, int side) const noexcept {
+  return reinterpret_cast<Level*>(const_cast<Book*>(&b) + 1) + size_t{level_slots_} * side;
+}
+
+// A book record, built in place.
+inline void Writer::emit_level(const Book& b, RecordKind kind, uint8_t flags, double price,
+                               int64_t size, uint64_t id, int64_t exchange_ns,
+                               uint32_t book_slot) noexcept {
+  publish_pending(false);
+  const RecordBody body{static_cast<uint8_t>(kind),
+                        flags,
+                        b.table,
+                        b.symbol,
+                        recv_ns_,
+                        exchange_ns,
+                        publish_ns_,
+                        price,
+                        size,
+                        id};
+  put_record(body, book_slot);
+}
+
+void Writer::emit(const RecordBody& r, std::string_view text) noexcept {
+  publish_pending(false);
+  RecordBody body = r;
+  body.recv_ns = recv_ns_;
+  body.publish_ns = publish_ns_;
+  put_record(body, kNoSlot);
+  // Text after the record's body but before its sequence: a reader that sees the record's
+  // sequence sees its text.
+  const uint64_t seq = next_seq_;
+  const uint64_t text_slots = text.size() == 0 ? 0 : (text.size() + kTextBytes - 1) / kTextBytes;
+  for (uint64_t i = 0; i < text_slots; ++i) {
+    const size_t at = i * kTextBytes;
+    if (text.size() - at >= kTextBytes) {
+      write_slot(seq + i, text.data() + at);
+    } else {
+      char chunk[kTextBytes] = {};
+      std::memcpy(chunk, text.data() + at, text.size() - at);
+      write_slot(seq + i, chunk);
+    }
+  }
+  next_seq_ = seq + text_slots;
+}
+
 // Writes one slot: mark it busy, write the body, then store its sequence (release).
 void Writer::write_slot(uint64_t seq, const void* body) noexcept {
-  Record& dst = seg_.slot(seq);
+  Record& dst = ring_[seq & ring_mask_];
   dst.seq.store(kBusy, std::memory_order_relaxed);
   open_write();
   copy_words(&dst.body, body, kRecordWords);
   dst.seq.store(seq, std::memory_order_release);
 }
 
-// Lets readers see the record emit() wrote last; `last` flags it as the frame's last first.
+// Lets readers see the record put_record() wrote last; `last` flags it as the frame's last first.
 void Writer::publish_pending(bool last) noexcept {
   if (!pending_) return;
   if (last) {  // kind, flags, table, symbol: the body's first word
@@ -278,20 +313,6 @@ uint32_t Writer::touch(Book& b) noexcept {
   return slot;
 }
 
-RecordBody Writer::level_record(const Book& b, RecordKind kind, Side side, double price,
-                                int64_t size, uint64_t id, int64_t exchange_ns) const noexcept {
-  RecordBody r{};
-  r.kind = static_cast<uint8_t>(kind);
-  r.flags = side == Side::kSell ? kFlagSell : 0;
-  r.table = b.table;
-  r.symbol = b.symbol;
-  r.exchange_ns = exchange_ns;
-  r.price = price;
-  r.size = size;
-  r.id = id;
-  return r;
-}
-
 void Writer::book_clear(Book& b) noexcept {
   const uint32_t slot = touch(b);
   for (int s = 0; s < 2; ++s) {
@@ -305,13 +326,13 @@ void Writer::book_clear(Book& b) noexcept {
     if (n) g.store(n - 1, std::memory_order_relaxed);
   }
   b.updates.store(b.updates.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-  emit(level_record(b, RecordKind::kBookClear, Side::kBuy, 0, 0, 0, 0), {}, slot);
+  emit_level(b, RecordKind::kBookClear, 0, 0, 0, 0, 0, slot);
 }
 
 // Index of the level (price, id) in the side's buffer, or SIZE_MAX. Levels are sorted by
 // price * sign ascending (best at the back); prices are exact doubles.
 size_t Writer::find_level(const Book& b, Side side, double price, uint64_t id) const noexcept {
-  const Level* lv = seg_.levels(b, index(side));
+  const Level* lv = levels(b, index(side));
   const double sg = sign_of(side);
   const size_t end = b.end[index(side)].load(std::memory_order_relaxed);
   const size_t lo = bound_from_back<false>(lv, b.begin[index(side)].load(std::memory_order_relaxed),
@@ -331,7 +352,7 @@ bool Writer::book_insert(Book& b, Side side, double price, int64_t size, uint64_
     return false;
   }
   b.updates.store(b.updates.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-  emit(level_record(b, RecordKind::kBookInsert, side, price, size, id, exchange_ns), {}, slot);
+  emit_level(b, RecordKind::kBookInsert, side_flag(side), price, size, id, exchange_ns, slot);
   return true;
 }
 
@@ -339,7 +360,7 @@ bool Writer::book_insert(Book& b, Side side, double price, int64_t size, uint64_
 // the shorter part. False when the side already holds book_levels levels.
 bool Writer::place(Book& b, Side side, double price, int64_t size, uint64_t id) noexcept {
   const int s = index(side);
-  Level* lv = seg_.levels(b, s);
+  Level* lv = levels(b, s);
   uint32_t begin = b.begin[s].load(std::memory_order_relaxed);
   uint32_t end = b.end[s].load(std::memory_order_relaxed);
   if (end - begin >= book_levels_) return false;
@@ -379,11 +400,11 @@ bool Writer::book_update(Book& b, Side side, double old_price, double price, int
     book_stale(b);  // the segment's copy lost track: cannot happen unless fed inconsistently
     return false;
   }
-  Level* lv = seg_.levels(b, s);
+  Level* lv = levels(b, s);
   if (price == old_price) {
     std::atomic_ref<int64_t>(lv[i].size).store(size, std::memory_order_release);
     b.updates.store(b.updates.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-    emit(level_record(b, RecordKind::kBookUpdate, side, price, size, id, exchange_ns), {}, slot);
+    emit_level(b, RecordKind::kBookUpdate, side_flag(side), price, size, id, exchange_ns, slot);
     return true;
   }
   // The level moved: take it out, put it back at its new price. One record says both; `size`
@@ -394,9 +415,8 @@ bool Writer::book_update(Book& b, Side side, double old_price, double price, int
     return false;
   }
   b.updates.store(b.updates.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-  RecordBody r = level_record(b, RecordKind::kBookUpdate, side, price, size, id, exchange_ns);
-  r.flags |= kFlagHasPrice;
-  emit(r, {}, slot);
+  emit_level(b, RecordKind::kBookUpdate, side_flag(side) | kFlagHasPrice, price, size, id,
+             exchange_ns, slot);
   return true;
 }
 
@@ -410,12 +430,12 @@ bool Writer::book_delete(Book& b, Side side, double price, uint64_t id,
   }
   erase_level(b, index(side), i);
   b.updates.store(b.updates.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-  emit(level_record(b, RecordKind::kBookDelete, side, price, 0, id, exchange_ns), {}, slot);
+  emit_level(b, RecordKind::kBookDelete, side_flag(side), price, 0, id, exchange_ns, slot);
   return true;
 }
 
 void Writer::erase_level(Book& b, int s, size_t i) noexcept {
-  Level* lv = seg_.levels(b, s);
+  Level* lv = levels(b, s);
   uint32_t begin = b.begin[s].load(std::memory_order_relaxed);
   uint32_t end = b.end[s].load(std::memory_order_relaxed);
   if (i - begin < end - 1 - i) {
@@ -438,7 +458,7 @@ void Writer::book_stale(Book& b) noexcept {
   }
   auto& m = seg_.stats().stale_marks;
   m.store(m.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  emit(level_record(b, RecordKind::kStale, Side::kBuy, 0, 0, 0, 0), {}, slot);
+  emit_level(b, RecordKind::kStale, 0, 0, 0, 0, 0, slot);
 }
 
 void Writer::stale_all_books() noexcept {

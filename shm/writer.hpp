@@ -93,14 +93,15 @@ class Writer {
     uint64_t last_seq = 0;  // its last record
   };
 
-  void emit(const RecordBody& r, std::string_view text = {}, uint32_t book_slot = kNoSlot) noexcept;
+  void emit(const RecordBody& r, std::string_view text = {}) noexcept;
+  void emit_level(const Book& b, RecordKind kind, uint8_t flags, double price, int64_t size,
+                  uint64_t id, int64_t exchange_ns, uint32_t book_slot) noexcept;
+  void put_record(const RecordBody& body, uint32_t book_slot) noexcept;
   void publish_pending(bool last) noexcept;
   void write_slot(uint64_t seq, const void* body) noexcept;
   uint32_t touch(Book& b) noexcept;
   [[nodiscard]] uint32_t slot_of(const Book& b) const noexcept;
-  [[nodiscard]] RecordBody level_record(const Book& b, RecordKind kind, Side side, double price,
-                                        int64_t size, uint64_t id,
-                                        int64_t exchange_ns) const noexcept;
+  [[nodiscard]] Level* levels(const Book& b, int side) const noexcept;
   [[nodiscard]] size_t find_level(const Book& b, Side side, double price,
                                   uint64_t id) const noexcept;
   bool place(Book& b, Side side, double price, int64_t size, uint64_t id) noexcept;
@@ -112,6 +113,7 @@ class Writer {
   Segment& seg_;
   Header& h_;
   uint64_t next_seq_ = 1;
+  Record* ring_ = nullptr;  // slot 0; a record's slot is ring_[seq & ring_mask_]
   uint32_t ring_mask_ = 0;
   uint32_t level_slots_ = 0;
   uint32_t book_levels_ = 0;
