@@ -297,13 +297,13 @@ Book* Writer::book(uint16_t table, uint32_t symbol) noexcept {
 // A book's slot: its offset in the books region over book_bytes. The offset is an exact multiple,
 // so the division is a shift and a multiplication by the inverse of book_bytes' odd part modulo
 // 2^64 (a 64-bit divide costs tens of cycles, and every level change needs the slot).
-uint32_t Writer::slot_of(const Book& b) const noexcept {
+inline uint32_t Writer::slot_of(const Book& b) const noexcept {
   const auto off = static_cast<uint64_t>(reinterpret_cast<const char*>(&b) - books_);
   return static_cast<uint32_t>((off >> book_shift_) * book_inverse_);
 }
 
-// Opens the book's seqlock once per frame. Returns its slot.
-uint32_t Writer::touch(Book& b) noexcept {
+// Opens the book's seqlock once per frame. Returns its slot. Inline: every level change calls it.
+inline uint32_t Writer::touch(Book& b) noexcept {
   const uint32_t slot = slot_of(b);
   BookState& st = slots_[slot];
   if (st.frame == frame_no_) return slot;
