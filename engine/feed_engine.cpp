@@ -934,21 +934,22 @@ bool FeedEngine::book_rows(od::array data, TableEntry& t, FrameHeader& h) {
       mark_book_stale(*b);
       continue;
     }
-    // The level's price before the row, for the segment's copy (which finds levels by price).
-    const double old_price = out_ ? b->book.level_price(r.side, r.id) : 0;
+    // The level's price before the row (0: the book did not hold it), for the segment's copy,
+    // which finds levels by price. The book reports it from the lookup it does anyway.
+    double old_price = 0;
     OrderBook::Result res = OrderBook::Result::kOk;
     switch (h.action) {
       case Action::kPartial:
-        res = b->book.bulk_insert(r.side, r.id, r.price, r.size);
+        res = b->book.bulk_insert(r.side, r.id, r.price, r.size, old_price);
         break;
       case Action::kInsert:
-        res = b->book.insert(r.side, r.id, r.price, r.size);
+        res = b->book.insert(r.side, r.id, r.price, r.size, old_price);
         break;
       case Action::kUpdate:
-        res = b->book.update(r.side, r.id, r.size, r.has_price, r.price);
+        res = b->book.update(r.side, r.id, r.size, r.has_price, r.price, old_price);
         break;
       case Action::kDelete:
-        res = b->book.remove(r.side, r.id);
+        res = b->book.remove(r.side, r.id, old_price);
         break;
     }
     if (out_ && res != OrderBook::Result::kUnknownLevel) {

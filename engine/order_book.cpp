@@ -589,11 +589,12 @@ OrderBook::Result OrderBook::insert_slow(unsigned side, uint64_t id, double pric
   }
 }
 
-OrderBook::Result OrderBook::insert(Side side, uint64_t id, double price, int64_t size) {
+OrderBook::Result OrderBook::insert(Side side, uint64_t id, double price, int64_t size,
+                                    double& old_price) {
   const unsigned s = index(side);
   const Probe p = probe(s, id);
   if (p.found) [[unlikely]] {
-    update(side, id, size, true, price);
+    update(side, id, size, true, price, old_price);
     return Result::kDuplicateInsert;
   }
   if (p.length > kMaxProbe || free_count_ == 0) [[unlikely]] {  // == size() >= capacity_
@@ -603,10 +604,12 @@ OrderBook::Result OrderBook::insert(Side side, uint64_t id, double price, int64_
   return Result::kOk;
 }
 
-OrderBook::Result OrderBook::bulk_insert(Side side, uint64_t id, double price, int64_t size) {
+OrderBook::Result OrderBook::bulk_insert(Side side, uint64_t id, double price, int64_t size,
+                                         double& old_price) {
   const unsigned s = index(side);
   const Probe p = probe(s, id);
   if (p.found) {  // repeated level inside one partial: the last one wins (finish_bulk sorts)
+    old_price = key_of(s, key_at(p.cell));
     pool_[slot_at(p.cell)] = BookLevel{price, size, id};
     key_at(p.cell) = key_of(s, price);
     return Result::kDuplicateInsert;
@@ -637,14 +640,16 @@ void OrderBook::finish_bulk() {
 }
 
 OrderBook::Result OrderBook::update(Side side, uint64_t id, int64_t size, bool has_price,
-                                    double price) {
+                                    double price, double& old_price) {
   const unsigned s = index(side);
   const uint64_t at = find(s, id);
   if (at == kNotFound) return Result::kUnknownLevel;
   const uint32_t slot = slot_at(at);
   BookLevel& l = pool_[slot];
   l.size = size;
-  if (has_price && key_of(s, price) != key_at(at)) [[unlikely]] {
+  const double key = key_at(at);
+  old_price = key_of(s, key);  // the key is its price, sign-flipped for asks: flipping is exact
+  if (has_price && key_of(s, price) != key) [[unlikely]] {
     move_level(s, at, price);
   }
   return Result::kOk;  // the price kept (all 2021 updates): no search
@@ -659,12 +664,14 @@ void OrderBook::move_level(unsigned side, uint64_t cell, double price) noexcept 
   place(side, slot, key_at(cell), false);
 }
 
-OrderBook::Result OrderBook::remove(Side side, uint64_t id) noexcept {
+OrderBook::Result OrderBook::remove(Side side, uint64_t id, double& old_price) noexcept {
   const unsigned s = index(side);
   const uint64_t at = find(s, id);
   if (at == kNotFound) return Result::kUnknownLevel;
   const uint32_t slot = slot_at(at);
-  unplace(s, slot, key_at(at));  // the key from the index line: no wait for the pool line
+  const double key = key_at(at);
+  old_price = key_of(s, key);
+  unplace(s, slot, key);  // the key from the index line: no wait for the pool line
   free_[free_count_++] = slot;
   index_erase(at);
   return Result::kOk;

@@ -222,17 +222,37 @@ class OrderBook {
 
   // The three delta operations. Network thread only; no lock, no syscall; no allocation unless
   // the book outgrows its capacity (then `grew()` turns true until reset_grew()); no exception
-  // except std::bad_alloc from that growth.
-  Result insert(Side side, uint64_t id, double price, int64_t size);
+  // except std::bad_alloc from that growth. Each sets `old_price` to the level's price before the
+  // operation when the book held (side, id), and leaves it alone otherwise: what a publisher needs
+  // to find the level in its own copy, from the index line the operation probed anyway (no second
+  // lookup).
+  Result insert(Side side, uint64_t id, double price, int64_t size, double& old_price);
+  Result insert(Side side, uint64_t id, double price, int64_t size) {
+    double old_price;
+    return insert(side, id, price, size, old_price);
+  }
   // A partial's levels, appended unsorted; finish_bulk() sorts each side once. A partial lists
   // ~10k levels in price order, which would make one-by-one sorted inserts quadratic on one side.
   // Cold path.
-  Result bulk_insert(Side side, uint64_t id, double price, int64_t size);
+  Result bulk_insert(Side side, uint64_t id, double price, int64_t size, double& old_price);
+  Result bulk_insert(Side side, uint64_t id, double price, int64_t size) {
+    double old_price;
+    return bulk_insert(side, id, price, size, old_price);
+  }
   void finish_bulk();
   // `has_price` false: keep the level's price (2021 era). A new price moves the level.
   // Every price handed to the book must be > 0 (BitMEX prices are; FeedEngine checks).
-  Result update(Side side, uint64_t id, int64_t size, bool has_price, double price);
-  Result remove(Side side, uint64_t id) noexcept;
+  Result update(Side side, uint64_t id, int64_t size, bool has_price, double price,
+                double& old_price);
+  Result update(Side side, uint64_t id, int64_t size, bool has_price, double price) {
+    double old_price;
+    return update(side, id, size, has_price, price, old_price);
+  }
+  Result remove(Side side, uint64_t id, double& old_price) noexcept;
+  Result remove(Side side, uint64_t id) noexcept {
+    double old_price;
+    return remove(side, id, old_price);
+  }
 
   // The price of level (side, id), or 0 when the book does not hold it. No allocation.
   [[nodiscard]] double level_price(Side side, uint64_t id) const noexcept;

@@ -1,6 +1,7 @@
 #include "shm/writer.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 
 #include "shm/words.hpp"
@@ -13,12 +14,48 @@ constexpr size_t kRecordWords = sizeof(RecordBody) / 8;
 constexpr size_t kTextBytes = kTextSlotBytes;
 constexpr size_t kLevelWords = sizeof(Level) / 8;
 
+uint8_t side_flag(Side side) noexcept {
+  return side == Side::kSell ? kFlagSell : 0;
+}
+
 double sign_of(Side side) noexcept {
   return side == Side::kBuy ? 1.0 : -1.0;
 }
 
 uint64_t row_hash(uint16_t table, std::string_view key) noexcept {
   return shm::row_hash(table, key.data(), key.size());
+}
+
+// First position in [begin, end) whose level's price * sg is >= x (kStrict: > x); the levels
+// ascend by price * sg. Galloping from the back: most changes of a BitMEX book fall within its
+// top few dozen levels, where probes 1, 2, 4, 8... from the best find the window in a few hot
+// cache lines; a binary search over a whole side (5557 bids in 2021) missed on every step. A
+// level at depth d costs about 2 log2(d) probes.
+template <bool kStrict>
+size_t bound_from_back(const Level* lv, size_t begin, size_t end, double sg, double x) noexcept {
+  const auto below = [&](size_t i) {
+    const double k = lv[i].price * sg;
+    return kStrict ? k <= x : k < x;
+  };
+  size_t lo = begin, hi = end;  // the answer is in [lo, hi]; every level in [hi, end) is not below
+  for (size_t step = 1; hi - lo > step; step *= 2) {
+    if (below(hi - step)) {
+      lo = hi - step + 1;
+      break;
+    }
+    hi -= step;
+  }
+  size_t len = hi - lo;
+  while (len > 0) {
+    const size_t half = len / 2;
+    if (below(lo + half)) {
+      lo += half + 1;
+      len -= half + 1;
+    } else {
+      len = half;
+    }
+  }
+  return lo;
 }
 
 }  // namespace
@@ -31,6 +68,13 @@ Writer::Writer(Segment& segment)
       level_slots_(h_.level_slots),
       book_levels_(h_.book_levels) {
   if (!segment.writable()) throw std::invalid_argument("shm::Writer needs a writable segment");
+  books_ = reinterpret_cast<const char*>(&seg_.book(0));
+  book_shift_ = static_cast<uint32_t>(std::countr_zero(h_.book_bytes));
+  const uint64_t odd = h_.book_bytes >> book_shift_;
+  book_inverse_ = odd;  // right to 3 bits (odd * odd = 1 mod 8); each step doubles that
+  for (int i = 0; i < 5; ++i)
+    book_inverse_ *= 2 - odd * book_inverse_;
+  ring_ = &seg_.slot(0);
   slots_.resize(h_.max_books);
   touched_.reserve(h_.max_books);
   by_table_.resize(h_.max_tables);
@@ -115,45 +159,95 @@ void Writer::begin_frame(int64_t recv_ns) noexcept {
   publish_ns_ = realtime_ns();
 }
 
-void Writer::emit(const RecordBody& r, std::string_view text, uint32_t book_slot) noexcept {
-  if (has_pending_) flush_pending(false);
-  pending_ = r;
-  pending_.recv_ns = recv_ns_;
-  pending_.publish_ns = publish_ns_;
-  pending_text_ = text;
-  pending_book_ = book_slot;
-  has_pending_ = true;
+// Writes the record straight into its slot (kBusy while written, then the body); only its
+// sequence is held back (publish_pending) until the next record or the end of the frame shows
+// whether it is the frame's last. A reader sees the slot as not yet written until then, exactly
+// as while the body was being stored. No copy of the record is kept. `body` is complete (times
+// included); the caller has published the previous record.
+inline void Writer::put_record(const RecordBody& body, uint32_t book_slot) noexcept {
+  const uint64_t seq = next_seq_;
+  Record& dst = ring_[seq & ring_mask_];
+  dst.seq.store(kBusy, std::memory_order_relaxed);
+  open_write();
+  copy_words(&dst.body, &body, kRecordWords);
+  std::memcpy(&pending_head_, &body, 8);
+  pending_ = &dst;
+  pending_seq_ = seq;
+  next_seq_ = seq + 1;
+  ++frame_records_;
+  if (book_slot != kNoSlot) slots_[book_slot].last_seq = seq;
 }
 
-// Writes one slot: mark it busy, write the body word by word, then store its sequence (release).
+// Segment::levels() without reading the header: the side's buffer follows the Book.
+Level* Writer::levels(const Book& b, int side) const noexcept {
+  return reinterpret_cast<Level*>(const_cast<Book*>(&b) + 1) + size_t{level_slots_} * side;
+}
+
+// A book record, built in place.
+inline void Writer::emit_level(const Book& b, RecordKind kind, uint8_t flags, double price,
+                               int64_t size, uint64_t id, int64_t exchange_ns,
+                               uint32_t book_slot) noexcept {
+  publish_pending(false);
+  const RecordBody body{static_cast<uint8_t>(kind),
+                        flags,
+                        b.table,
+                        b.symbol,
+                        recv_ns_,
+                        exchange_ns,
+                        publish_ns_,
+                        price,
+                        size,
+                        id};
+  put_record(body, book_slot);
+}
+
+void Writer::emit(const RecordBody& r, std::string_view text) noexcept {
+  publish_pending(false);
+  RecordBody body = r;
+  body.recv_ns = recv_ns_;
+  body.publish_ns = publish_ns_;
+  put_record(body, kNoSlot);
+  // Text after the record's body but before its sequence: a reader that sees the record's
+  // sequence sees its text.
+  const uint64_t seq = next_seq_;
+  const uint64_t text_slots = text.size() == 0 ? 0 : (text.size() + kTextBytes - 1) / kTextBytes;
+  for (uint64_t i = 0; i < text_slots; ++i) {
+    const size_t at = i * kTextBytes;
+    if (text.size() - at >= kTextBytes) {
+      write_slot(seq + i, text.data() + at);
+    } else {
+      char chunk[kTextBytes] = {};
+      std::memcpy(chunk, text.data() + at, text.size() - at);
+      write_slot(seq + i, chunk);
+    }
+  }
+  next_seq_ = seq + text_slots;
+}
+
+// Writes one slot: mark it busy, write the body, then store its sequence (release).
 void Writer::write_slot(uint64_t seq, const void* body) noexcept {
-  Record& dst = seg_.slot(seq);
-  dst.seq.store(kBusy, std::memory_order_relaxed);  // the body's release stores follow it
-  store_words(&dst.body, body, kRecordWords);
+  Record& dst = ring_[seq & ring_mask_];
+  dst.seq.store(kBusy, std::memory_order_relaxed);
+  open_write();
+  copy_words(&dst.body, body, kRecordWords);
   dst.seq.store(seq, std::memory_order_release);
 }
 
-void Writer::flush_pending(bool last) noexcept {
-  has_pending_ = false;
-  if (last) pending_.flags |= kFlagLastInFrame;
-  const uint64_t seq = next_seq_;
-  // Text first, the record last: a reader that sees the record's sequence sees its text.
-  const std::string_view text = pending_text_;
-  const uint64_t text_slots = text.size() == 0 ? 0 : (text.size() + kTextBytes - 1) / kTextBytes;
-  for (uint64_t i = 0; i < text_slots; ++i) {
-    char chunk[kTextBytes] = {};
-    const size_t at = i * kTextBytes;
-    std::memcpy(chunk, text.data() + at, std::min(kTextBytes, text.size() - at));
-    write_slot(seq + 1 + i, chunk);
+// Lets readers see the record put_record() wrote last; `last` flags it as the frame's last first.
+void Writer::publish_pending(bool last) noexcept {
+  if (!pending_) return;
+  if (last) {  // kind, flags, table, symbol: the body's first word
+    uint64_t head = pending_head_;
+    auto* bytes = reinterpret_cast<unsigned char*>(&head);
+    bytes[offsetof(RecordBody, flags)] |= kFlagLastInFrame;
+    store_words(&pending_->body, &head, 1);
   }
-  write_slot(seq, &pending_);
-  next_seq_ = seq + 1 + text_slots;
-  ++frame_records_;
-  if (pending_book_ != kNoSlot) slots_[pending_book_].last_seq = seq;
+  pending_->seq.store(pending_seq_, std::memory_order_release);
+  pending_ = nullptr;
 }
 
 void Writer::end_frame() noexcept {
-  if (has_pending_) flush_pending(true);
+  publish_pending(true);
   for (const uint32_t i : touched_) {
     Book& b = *slots_[i].book;
     b.stamp.store(slots_[i].last_seq, std::memory_order_release);
@@ -200,39 +294,27 @@ Book* Writer::book(uint16_t table, uint32_t symbol) noexcept {
   return &b;
 }
 
-Writer::BookState& Writer::state_of(const Book& b) noexcept {
-  const auto off = reinterpret_cast<const char*>(&b) - reinterpret_cast<const char*>(&seg_.book(0));
-  return slots_[static_cast<size_t>(off) / h_.book_bytes];
+// A book's slot: its offset in the books region over book_bytes. The offset is an exact multiple,
+// so the division is a shift and a multiplication by the inverse of book_bytes' odd part modulo
+// 2^64 (a 64-bit divide costs tens of cycles, and every level change needs the slot).
+inline uint32_t Writer::slot_of(const Book& b) const noexcept {
+  const auto off = static_cast<uint64_t>(reinterpret_cast<const char*>(&b) - books_);
+  return static_cast<uint32_t>((off >> book_shift_) * book_inverse_);
 }
 
-uint32_t Writer::slot_of(const Book& b) noexcept {
-  return static_cast<uint32_t>(&state_of(b) - slots_.data());
-}
-
-void Writer::touch(Book& b) noexcept {
-  BookState& st = state_of(b);
-  if (st.frame == frame_no_) return;
+// Opens the book's seqlock once per frame. Returns its slot. Inline: every level change calls it.
+inline uint32_t Writer::touch(Book& b) noexcept {
+  const uint32_t slot = slot_of(b);
+  BookState& st = slots_[slot];
+  if (st.frame == frame_no_) return slot;
   st.frame = frame_no_;
   write_begin(b.seq);
-  touched_.push_back(static_cast<uint32_t>(&st - slots_.data()));  // reserved: no allocation
-}
-
-RecordBody Writer::level_record(const Book& b, RecordKind kind, Side side, double price,
-                                int64_t size, uint64_t id, int64_t exchange_ns) const noexcept {
-  RecordBody r{};
-  r.kind = static_cast<uint8_t>(kind);
-  r.flags = side == Side::kSell ? kFlagSell : 0;
-  r.table = b.table;
-  r.symbol = b.symbol;
-  r.exchange_ns = exchange_ns;
-  r.price = price;
-  r.size = size;
-  r.id = id;
-  return r;
+  touched_.push_back(slot);  // reserved: no allocation
+  return slot;
 }
 
 void Writer::book_clear(Book& b) noexcept {
-  touch(b);
+  const uint32_t slot = touch(b);
   for (int s = 0; s < 2; ++s) {
     b.begin[s].store(level_slots_ / 2, std::memory_order_release);
     b.end[s].store(level_slots_ / 2, std::memory_order_release);
@@ -244,27 +326,18 @@ void Writer::book_clear(Book& b) noexcept {
     if (n) g.store(n - 1, std::memory_order_relaxed);
   }
   b.updates.store(b.updates.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-  emit(level_record(b, RecordKind::kBookClear, Side::kBuy, 0, 0, 0, 0), {}, slot_of(b));
+  emit_level(b, RecordKind::kBookClear, 0, 0, 0, 0, 0, slot);
 }
 
 // Index of the level (price, id) in the side's buffer, or SIZE_MAX. Levels are sorted by
 // price * sign ascending (best at the back); prices are exact doubles.
 size_t Writer::find_level(const Book& b, Side side, double price, uint64_t id) const noexcept {
-  const Level* lv = seg_.levels(b, index(side));
-  const double sg = sign_of(side), x = price * sg;
-  size_t lo = b.begin[index(side)].load(std::memory_order_relaxed);
+  const Level* lv = levels(b, index(side));
+  const double sg = sign_of(side);
   const size_t end = b.end[index(side)].load(std::memory_order_relaxed);
-  size_t len = end - lo;
-  while (len > 0) {  // lower bound of x
-    const size_t half = len / 2;
-    if (lv[lo + half].price * sg < x) {
-      lo += half + 1;
-      len -= half + 1;
-    } else {
-      len = half;
-    }
-  }
-  for (size_t i = lo; i < end && lv[i].price == price; ++i) {
+  const size_t lo = bound_from_back<false>(lv, b.begin[index(side)].load(std::memory_order_relaxed),
+                                           end, sg, price * sg);
+  for (size_t i = lo; i < end && lv[i].price == price; ++i) {  // equal prices: by id
     if (lv[i].id == id) return i;
   }
   return SIZE_MAX;
@@ -272,15 +345,14 @@ size_t Writer::find_level(const Book& b, Side side, double price, uint64_t id) c
 
 bool Writer::book_insert(Book& b, Side side, double price, int64_t size, uint64_t id,
                          int64_t exchange_ns) noexcept {
-  touch(b);
+  const uint32_t slot = touch(b);
   if (!place(b, side, price, size, id)) {
     book_stale(b);  // deeper than the segment was sized for (--book-levels)
     seg_.stats().segment_full.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
   b.updates.store(b.updates.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-  emit(level_record(b, RecordKind::kBookInsert, side, price, size, id, exchange_ns), {},
-       slot_of(b));
+  emit_level(b, RecordKind::kBookInsert, side_flag(side), price, size, id, exchange_ns, slot);
   return true;
 }
 
@@ -288,22 +360,13 @@ bool Writer::book_insert(Book& b, Side side, double price, int64_t size, uint64_
 // the shorter part. False when the side already holds book_levels levels.
 bool Writer::place(Book& b, Side side, double price, int64_t size, uint64_t id) noexcept {
   const int s = index(side);
-  Level* lv = seg_.levels(b, s);
+  Level* lv = levels(b, s);
   uint32_t begin = b.begin[s].load(std::memory_order_relaxed);
   uint32_t end = b.end[s].load(std::memory_order_relaxed);
   if (end - begin >= book_levels_) return false;
   // Upper bound: after every level not better than the new one.
-  const double sg = sign_of(side), x = price * sg;
-  size_t pos = begin, len = end - begin;
-  while (len > 0) {
-    const size_t half = len / 2;
-    if (lv[pos + half].price * sg <= x) {
-      pos += half + 1;
-      len -= half + 1;
-    } else {
-      len = half;
-    }
-  }
+  const double sg = sign_of(side);
+  size_t pos = bound_from_back<true>(lv, begin, end, sg, price * sg);
   const bool front = pos - begin < end - pos;
   if ((front && begin == 0) || (!front && end == level_slots_)) {
     // Recentre: the side ran out of room at one end (moves every level once, no allocation).
@@ -322,7 +385,7 @@ bool Writer::place(Book& b, Side side, double price, int64_t size, uint64_t id) 
     ++end;
   }
   const Level l{price, size, id};
-  store_words(lv + pos, &l, kLevelWords);
+  copy_words(lv + pos, &l, kLevelWords);
   b.begin[s].store(begin, std::memory_order_release);
   b.end[s].store(end, std::memory_order_release);
   return true;
@@ -330,19 +393,18 @@ bool Writer::place(Book& b, Side side, double price, int64_t size, uint64_t id) 
 
 bool Writer::book_update(Book& b, Side side, double old_price, double price, int64_t size,
                          uint64_t id, int64_t exchange_ns) noexcept {
-  touch(b);
+  const uint32_t slot = touch(b);
   const int s = index(side);
   const size_t i = find_level(b, side, old_price, id);
   if (i == SIZE_MAX) {
     book_stale(b);  // the segment's copy lost track: cannot happen unless fed inconsistently
     return false;
   }
-  Level* lv = seg_.levels(b, s);
+  Level* lv = levels(b, s);
   if (price == old_price) {
     std::atomic_ref<int64_t>(lv[i].size).store(size, std::memory_order_release);
     b.updates.store(b.updates.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-    emit(level_record(b, RecordKind::kBookUpdate, side, price, size, id, exchange_ns), {},
-         slot_of(b));
+    emit_level(b, RecordKind::kBookUpdate, side_flag(side), price, size, id, exchange_ns, slot);
     return true;
   }
   // The level moved: take it out, put it back at its new price. One record says both; `size`
@@ -353,15 +415,14 @@ bool Writer::book_update(Book& b, Side side, double old_price, double price, int
     return false;
   }
   b.updates.store(b.updates.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-  RecordBody r = level_record(b, RecordKind::kBookUpdate, side, price, size, id, exchange_ns);
-  r.flags |= kFlagHasPrice;
-  emit(r, {}, slot_of(b));
+  emit_level(b, RecordKind::kBookUpdate, side_flag(side) | kFlagHasPrice, price, size, id,
+             exchange_ns, slot);
   return true;
 }
 
 bool Writer::book_delete(Book& b, Side side, double price, uint64_t id,
                          int64_t exchange_ns) noexcept {
-  touch(b);
+  const uint32_t slot = touch(b);
   const size_t i = find_level(b, side, price, id);
   if (i == SIZE_MAX) {
     book_stale(b);
@@ -369,12 +430,12 @@ bool Writer::book_delete(Book& b, Side side, double price, uint64_t id,
   }
   erase_level(b, index(side), i);
   b.updates.store(b.updates.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-  emit(level_record(b, RecordKind::kBookDelete, side, price, 0, id, exchange_ns), {}, slot_of(b));
+  emit_level(b, RecordKind::kBookDelete, side_flag(side), price, 0, id, exchange_ns, slot);
   return true;
 }
 
 void Writer::erase_level(Book& b, int s, size_t i) noexcept {
-  Level* lv = seg_.levels(b, s);
+  Level* lv = levels(b, s);
   uint32_t begin = b.begin[s].load(std::memory_order_relaxed);
   uint32_t end = b.end[s].load(std::memory_order_relaxed);
   if (i - begin < end - 1 - i) {
@@ -389,7 +450,7 @@ void Writer::erase_level(Book& b, int s, size_t i) noexcept {
 }
 
 void Writer::book_stale(Book& b) noexcept {
-  touch(b);
+  const uint32_t slot = touch(b);
   if (!b.stale.load(std::memory_order_relaxed)) {
     b.stale.store(1, std::memory_order_release);
     auto& g = seg_.stats().stale_books;
@@ -397,7 +458,7 @@ void Writer::book_stale(Book& b) noexcept {
   }
   auto& m = seg_.stats().stale_marks;
   m.store(m.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  emit(level_record(b, RecordKind::kStale, Side::kBuy, 0, 0, 0, 0), {}, slot_of(b));
+  emit_level(b, RecordKind::kStale, 0, 0, 0, 0, 0, slot);
 }
 
 void Writer::stale_all_books() noexcept {
@@ -489,14 +550,14 @@ bool Writer::row_put(uint16_t table, std::string_view key, uint32_t symbol,
   h.hash = hash;
   std::memcpy(h.key, key.data(), key.size());
   write_begin(rs.seq);
-  store_words(&rs.h, &h, sizeof(RowHeader) / 8);
+  copy_words(&rs.h, &h, sizeof(RowHeader) / 8);
   char* text = seg_.row_text(rs);
   const size_t whole = json.size() / 8;
-  store_words(text, json.data(), whole);
+  copy_words(text, json.data(), whole);
   if (json.size() % 8) {
     char tail[8] = {};
     std::memcpy(tail, json.data() + whole * 8, json.size() % 8);
-    store_words(text + whole * 8, tail, 1);
+    copy_words(text + whole * 8, tail, 1);
   }
   write_end(rs.seq);
   return true;
@@ -524,7 +585,7 @@ void Writer::row_state(RowSlot& rs, const RowHeader& h) noexcept {
 void Writer::publish_tq(uint32_t symbol) noexcept {
   TradeQuote& dst = seg_.trade_quote(symbol);
   write_begin(dst.seq);
-  store_words(&dst.body, &tq_[symbol], sizeof(TradeQuoteBody) / 8);
+  copy_words(&dst.body, &tq_[symbol], sizeof(TradeQuoteBody) / 8);
   write_end(dst.seq);
 }
 

@@ -7,9 +7,9 @@
 //     book_*()/row()/trade()/quote() as the frame's rows are applied
 //   end_frame()      the frame's last record gets kFlagLastInFrame, books touched by the frame
 //                    close their seqlock stamped with their last record, next_seq is published
-// Each record is held back one step (the "pending" record) so that the last one of a frame can be
-// flagged before readers see it. Nothing between begin_frame and end_frame allocates, locks,
-// throws or makes a system call.
+// Each record's sequence is held back one step (the "pending" record: its body is already in its
+// slot) so that the last one of a frame can be flagged before readers see it. Nothing between
+// begin_frame and end_frame allocates, locks, throws or makes a system call.
 #pragma once
 
 #include <array>
@@ -93,15 +93,15 @@ class Writer {
     uint64_t last_seq = 0;  // its last record
   };
 
-  void emit(const RecordBody& r, std::string_view text = {}, uint32_t book_slot = kNoSlot) noexcept;
-  void flush_pending(bool last) noexcept;
+  void emit(const RecordBody& r, std::string_view text = {}) noexcept;
+  void emit_level(const Book& b, RecordKind kind, uint8_t flags, double price, int64_t size,
+                  uint64_t id, int64_t exchange_ns, uint32_t book_slot) noexcept;
+  void put_record(const RecordBody& body, uint32_t book_slot) noexcept;
+  void publish_pending(bool last) noexcept;
   void write_slot(uint64_t seq, const void* body) noexcept;
-  void touch(Book& b) noexcept;
-  [[nodiscard]] BookState& state_of(const Book& b) noexcept;
-  [[nodiscard]] uint32_t slot_of(const Book& b) noexcept;
-  [[nodiscard]] RecordBody level_record(const Book& b, RecordKind kind, Side side, double price,
-                                        int64_t size, uint64_t id,
-                                        int64_t exchange_ns) const noexcept;
+  uint32_t touch(Book& b) noexcept;
+  [[nodiscard]] uint32_t slot_of(const Book& b) const noexcept;
+  [[nodiscard]] Level* levels(const Book& b, int side) const noexcept;
   [[nodiscard]] size_t find_level(const Book& b, Side side, double price,
                                   uint64_t id) const noexcept;
   bool place(Book& b, Side side, double price, int64_t size, uint64_t id) noexcept;
@@ -113,19 +113,23 @@ class Writer {
   Segment& seg_;
   Header& h_;
   uint64_t next_seq_ = 1;
+  Record* ring_ = nullptr;  // slot 0; a record's slot is ring_[seq & ring_mask_]
   uint32_t ring_mask_ = 0;
   uint32_t level_slots_ = 0;
   uint32_t book_levels_ = 0;
+  const char* books_ = nullptr;  // the first book; slot_of() divides offsets from it
+  uint32_t book_shift_ = 0;      // book_bytes = odd << book_shift_
+  uint64_t book_inverse_ = 0;    // odd * book_inverse_ = 1 modulo 2^64
   bool in_frame_ = false;
   int64_t recv_ns_ = 0;
   int64_t publish_ns_ = 0;
   uint64_t frame_records_ = 0;
   uint64_t frame_no_ = 0;
-  // The record held back so that the frame's last one can be flagged.
-  RecordBody pending_{};
-  std::string_view pending_text_;
-  uint32_t pending_book_ = kNoSlot;
-  bool has_pending_ = false;
+  // The record whose sequence is held back so that the frame's last one can be flagged: its slot
+  // (nullptr: none), sequence, and the first word of its body.
+  Record* pending_ = nullptr;
+  uint64_t pending_seq_ = 0;
+  uint64_t pending_head_ = 0;
   std::vector<BookState> slots_;                 // by book slot index
   std::vector<uint32_t> touched_;                // slots whose seqlock this frame opened
   std::vector<std::vector<uint32_t>> by_table_;  // [table][symbol] -> slot + 1 (book tables)

@@ -187,6 +187,31 @@ TEST(OrderBook, DuplicateInsertIsReportedAndReplacesTheLevel) {
   EXPECT_EQ(bids(b), (Ladder{{101.0, 22}, {100.0, 1}}));
 }
 
+TEST(OrderBook, OperationsReportThePriceTheLevelHadBefore) {
+  OrderBook b;
+  double old = -1;
+  EXPECT_EQ(b.insert(kBuy, 1, 100.5, 10, old), Result::kOk);
+  EXPECT_EQ(old, -1);  // a new level: left alone
+  EXPECT_EQ(b.insert(kSell, 2, 101.25, 20, old), Result::kOk);
+  EXPECT_EQ(old, -1);
+  EXPECT_EQ(b.update(kBuy, 1, 11, false, 0, old), Result::kOk);
+  EXPECT_EQ(old, 100.5);
+  EXPECT_EQ(b.update(kSell, 2, 21, false, 0, old), Result::kOk);
+  EXPECT_EQ(old, 101.25);  // an ask's key is its negated price: reported as the price
+  EXPECT_EQ(b.update(kSell, 2, 22, true, 102.0, old), Result::kOk);  // moves
+  EXPECT_EQ(old, 101.25);
+  EXPECT_EQ(b.insert(kSell, 2, 103.0, 23, old), Result::kDuplicateInsert);
+  EXPECT_EQ(old, 102.0);
+  EXPECT_EQ(b.bulk_insert(kBuy, 1, 99.0, 12, old), Result::kDuplicateInsert);
+  EXPECT_EQ(old, 100.5);
+  EXPECT_EQ(b.remove(kSell, 2, old), Result::kOk);
+  EXPECT_EQ(old, 103.0);
+  old = -1;
+  EXPECT_EQ(b.remove(kSell, 2, old), Result::kUnknownLevel);
+  EXPECT_EQ(b.update(kBuy, 7, 1, false, 0, old), Result::kUnknownLevel);
+  EXPECT_EQ(old, -1);  // unknown: left alone
+}
+
 TEST(OrderBook, CrossedWhenBestBidReachesBestAsk) {
   OrderBook b;
   ASSERT_EQ(b.insert(kBuy, 1, 100.0, 1), Result::kOk);

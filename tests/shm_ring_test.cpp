@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <ostream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -335,6 +336,233 @@ TEST(ShmBook, ManyLevelsAtBothEndsStaySorted) {
   EXPECT_TRUE(c.stale);
   EXPECT_EQ(r.stats().segment_full.load(), 1u);
   EXPECT_EQ(r.stats().stale_books.load(), 1u);
+}
+
+// A side as the reader copies it (best first), reduced to (price, size, id) triples.
+struct L {
+  double price;
+  int64_t size;
+  uint64_t id;
+  bool operator==(const L&) const = default;
+  friend std::ostream& operator<<(std::ostream& os, const L& l) {
+    return os << '{' << l.price << ", " << l.size << ", " << l.id << '}';
+  }
+};
+std::vector<L> side_of(const BookCopy& c, Side side) {
+  std::vector<L> out;
+  for (const Level& l : side == Side::kBuy ? c.bids : c.asks)
+    out.push_back(L{l.price, l.size, l.id});
+  return out;
+}
+
+// Full sides (book_levels = 64) of distinct prices: bids 1000, 999, ...; asks 1001, 1002, ...
+void fill_both_sides(Writer& w, Book& b) {
+  w.begin_frame(1);
+  w.book_clear(b);
+  for (int i = 0; i < 64; ++i) {
+    w.book_insert(b, Side::kBuy, 1000.0 - i, 1, static_cast<uint64_t>(i));
+    w.book_insert(b, Side::kSell, 1001.0 + i, 1, static_cast<uint64_t>(100 + i));
+  }
+  w.end_frame();
+}
+
+TEST(ShmBook, LevelAtEveryDepthIsFoundUpdatedDeletedAndPutBack) {
+  // The producer searches a side from its best end (1, 2, 4... levels back, then bisects): every
+  // depth from the best (0) to the deepest (63) of a full side, on both sides, exercises each
+  // edge of that search.
+  Fixture f("depths");
+  Reader r = Reader::attach(f.name);
+  Book* b = f.w.book(0, 0);
+  fill_both_sides(f.w, *b);
+  BookCopy c;
+  ASSERT_TRUE(r.copy_book(0, 0, c));
+  const std::vector<L> bids = side_of(c, Side::kBuy), asks = side_of(c, Side::kSell);
+  ASSERT_EQ(bids.size(), 64u);
+  ASSERT_EQ(asks.size(), 64u);
+  for (const Side side : {Side::kBuy, Side::kSell}) {
+    const std::vector<L>& full = side == Side::kBuy ? bids : asks;
+    for (size_t d = 0; d < 64; ++d) {
+      const L l = full[d];
+      f.w.begin_frame(2);
+      ASSERT_TRUE(f.w.book_update(*b, side, l.price, l.price, 7, l.id));
+      f.w.end_frame();
+      ASSERT_TRUE(r.copy_book(0, 0, c));
+      std::vector<L> want = full;
+      want[d].size = 7;
+      ASSERT_EQ(side_of(c, side), want) << "depth " << d;
+
+      f.w.begin_frame(3);
+      ASSERT_TRUE(f.w.book_delete(*b, side, l.price, l.id));
+      f.w.end_frame();
+      ASSERT_TRUE(r.copy_book(0, 0, c));
+      want.erase(want.begin() + static_cast<ptrdiff_t>(d));
+      ASSERT_EQ(side_of(c, side), want) << "depth " << d;
+
+      f.w.begin_frame(4);
+      ASSERT_TRUE(f.w.book_insert(*b, side, l.price, l.size, l.id));
+      f.w.end_frame();
+      ASSERT_TRUE(r.copy_book(0, 0, c));
+      ASSERT_EQ(side_of(c, side), full) << "depth " << d;
+    }
+  }
+  EXPECT_FALSE(c.stale);
+}
+
+TEST(ShmBook, EqualPricesAreToldApartById) {
+  // Never in a sane book, but kept: a new level goes after those of an equal price (nearer the
+  // best), and update and delete find theirs by id, whichever of the equal ones it is.
+  Fixture f("equal");
+  Reader r = Reader::attach(f.name);
+  Book* b = f.w.book(0, 0);
+  f.w.begin_frame(1);
+  f.w.book_clear(*b);
+  f.w.book_insert(*b, Side::kBuy, 99.0, 1, 1);
+  for (uint64_t id = 10; id < 14; ++id)
+    f.w.book_insert(*b, Side::kBuy, 100.0, static_cast<int64_t>(id), id);
+  f.w.book_insert(*b, Side::kBuy, 101.0, 2, 2);
+  f.w.book_insert(*b, Side::kSell, 102.0, 3, 3);
+  f.w.book_insert(*b, Side::kSell, 102.0, 4, 4);
+  f.w.end_frame();
+  BookCopy c;
+  ASSERT_TRUE(r.copy_book(0, 0, c));
+  EXPECT_EQ(side_of(c, Side::kBuy), (std::vector<L>{{101.0, 2, 2},
+                                                    {100.0, 13, 13},
+                                                    {100.0, 12, 12},
+                                                    {100.0, 11, 11},
+                                                    {100.0, 10, 10},
+                                                    {99.0, 1, 1}}));
+  EXPECT_EQ(side_of(c, Side::kSell), (std::vector<L>{{102.0, 4, 4}, {102.0, 3, 3}}));
+
+  f.w.begin_frame(2);
+  EXPECT_TRUE(f.w.book_update(*b, Side::kBuy, 100.0, 100.0, 50, 11));  // the third of four
+  EXPECT_TRUE(f.w.book_delete(*b, Side::kBuy, 100.0, 13));             // the first
+  EXPECT_TRUE(f.w.book_update(*b, Side::kBuy, 100.0, 99.0, 60, 10));   // the last, moved down
+  EXPECT_TRUE(f.w.book_delete(*b, Side::kSell, 102.0, 3));             // the deeper ask
+  f.w.end_frame();
+  ASSERT_TRUE(r.copy_book(0, 0, c));
+  EXPECT_EQ(side_of(c, Side::kBuy),
+            (std::vector<L>{
+                {101.0, 2, 2}, {100.0, 12, 12}, {100.0, 50, 11}, {99.0, 60, 10}, {99.0, 1, 1}}));
+  EXPECT_EQ(side_of(c, Side::kSell), (std::vector<L>{{102.0, 4, 4}}));
+
+  // An id that is not at that price is not found: the book goes stale.
+  f.w.begin_frame(3);
+  EXPECT_FALSE(f.w.book_delete(*b, Side::kBuy, 100.0, 2));
+  f.w.end_frame();
+  ASSERT_TRUE(r.copy_book(0, 0, c));
+  EXPECT_TRUE(c.stale);
+}
+
+TEST(ShmBook, SideThatDriftsToAnEndOfItsBufferIsRecentred) {
+  // A side of 10 levels whose prices walk one way, one level in and one out per frame: its run
+  // slides along the buffer (130 slots for book_levels = 64) and must be moved back to the middle
+  // when it reaches an end, in both directions and on both sides.
+  Fixture f("drift");
+  Reader r = Reader::attach(f.name);
+  Book* b = f.w.book(0, 0);
+  for (const Side side : {Side::kBuy, Side::kSell}) {
+    for (const int dir : {-1, 1}) {  // -1: new worst levels in, best out; 1: new best in, worst out
+      const double sg = side == Side::kBuy ? 1.0 : -1.0;
+      const auto price = [&](int k) { return 5000.0 + sg * k; };  // k larger: better
+      f.w.begin_frame(1);
+      f.w.book_clear(*b);
+      for (int k = 0; k < 10; ++k)
+        f.w.book_insert(*b, side, price(k), k, static_cast<uint64_t>(1000 + k));
+      f.w.end_frame();
+      int lo = 0;  // the side holds k in [lo, lo + 10)
+      for (int step = 0; step < 300; ++step) {
+        f.w.begin_frame(2);
+        if (dir < 0) {
+          ASSERT_TRUE(f.w.book_insert(*b, side, price(lo - 1), lo - 1,
+                                      static_cast<uint64_t>(1000 + lo - 1)));
+          ASSERT_TRUE(
+              f.w.book_delete(*b, side, price(lo + 9), static_cast<uint64_t>(1000 + lo + 9)));
+          --lo;
+        } else {
+          ASSERT_TRUE(f.w.book_insert(*b, side, price(lo + 10), lo + 10,
+                                      static_cast<uint64_t>(1000 + lo + 10)));
+          ASSERT_TRUE(f.w.book_delete(*b, side, price(lo), static_cast<uint64_t>(1000 + lo)));
+          ++lo;
+        }
+        f.w.end_frame();
+        BookCopy c;
+        ASSERT_TRUE(r.copy_book(0, 0, c));
+        std::vector<L> want;
+        for (int k = lo + 9; k >= lo; --k)
+          want.push_back(L{price(k), k, static_cast<uint64_t>(1000 + k)});
+        ASSERT_EQ(side_of(c, side), want) << "step " << step << " dir " << dir;
+        ASSERT_FALSE(c.stale);
+      }
+    }
+  }
+}
+
+TEST(ShmBook, RandomOperationsMatchASortedListModel) {
+  // Inserts, size updates, price moves and deletes at random depths on a coarse price grid (so
+  // equal prices occur), each frame checked against a plain best-first list per side.
+  Fixture f("random");
+  Reader r = Reader::attach(f.name);
+  Book* b = f.w.book(0, 0);
+  f.w.begin_frame(1);
+  f.w.book_clear(*b);
+  f.w.end_frame();
+  std::vector<L> model[2];
+  // Best first: a new level goes before the levels of an equal price.
+  const auto model_insert = [&](Side side, L l) {
+    auto& v = model[index(side)];
+    const double sg = side == Side::kBuy ? 1.0 : -1.0;
+    auto it = v.begin();
+    while (it != v.end() && it->price * sg > l.price * sg)
+      ++it;
+    v.insert(it, l);
+  };
+  uint64_t rng = 12345, next_id = 1;
+  const auto rand = [&](uint64_t n) {
+    rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (rng >> 33) % n;
+  };
+  for (int frame = 0; frame < 3000; ++frame) {
+    f.w.begin_frame(frame + 2);
+    for (uint64_t k = 0, ops = 1 + rand(4); k < ops; ++k) {
+      const Side side = rand(2) ? Side::kBuy : Side::kSell;
+      auto& v = model[index(side)];
+      const double base = side == Side::kBuy ? 100.0 : 200.0;
+      const double p = base + static_cast<double>(rand(40)) * 0.5;
+      const uint64_t op = v.empty() ? 0 : rand(v.size() >= 64 ? 3 : 4) + (v.size() >= 64);
+      if (op == 0) {
+        const L l{p, static_cast<int64_t>(rand(1000)), next_id++};
+        ASSERT_TRUE(f.w.book_insert(*b, side, l.price, l.size, l.id));
+        model_insert(side, l);
+        continue;
+      }
+      const size_t d = rand(v.size());
+      L l = v[d];
+      if (op == 1) {  // size
+        l.size = static_cast<int64_t>(rand(1000));
+        ASSERT_TRUE(f.w.book_update(*b, side, l.price, l.price, l.size, l.id));
+        v[d] = l;
+      } else if (op == 2) {  // price move
+        const double old = l.price;
+        l.price = p;
+        l.size = static_cast<int64_t>(rand(1000));
+        ASSERT_TRUE(f.w.book_update(*b, side, old, l.price, l.size, l.id));
+        if (l.price == old) {  // the same price: a size update, the level keeps its place
+          v[d] = l;
+        } else {
+          v.erase(v.begin() + static_cast<ptrdiff_t>(d));
+          model_insert(side, l);
+        }
+      } else {
+        ASSERT_TRUE(f.w.book_delete(*b, side, l.price, l.id));
+        v.erase(v.begin() + static_cast<ptrdiff_t>(d));
+      }
+    }
+    f.w.end_frame();
+    BookCopy c;
+    ASSERT_TRUE(r.copy_book(0, 0, c));
+    ASSERT_EQ(side_of(c, Side::kBuy), model[0]) << "frame " << frame;
+    ASSERT_EQ(side_of(c, Side::kSell), model[1]) << "frame " << frame;
+  }
 }
 
 TEST(ShmBook, ReaderNeverSeesAHalfAppliedFrame) {
