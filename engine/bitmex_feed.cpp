@@ -22,6 +22,9 @@
 #include "engine/state_dump.hpp"
 #include "shm/segment.hpp"
 #include "shm/writer.hpp"
+#ifdef BMX_COUNT_ALLOCS
+#include "tests/support/counting_new.hpp"
+#endif
 
 namespace {
 
@@ -233,6 +236,9 @@ int main(int argc, char** argv) {
       recorder.emplace(record_path);
       o.on_raw_frame = [&recorder](const char* d, size_t n, int64_t t) { recorder->push(d, n, t); };
     }
+#ifdef BMX_COUNT_ALLOCS
+    o.allocation_count = &bmx::testing::allocation_count;
+#endif
     fmt::print(stderr, "bitmex-feed: {} -> {} ({})\n", o.url.str(),
                shm_name == "none" ? std::string("no segment") : shm_name, topics);
 
@@ -264,6 +270,10 @@ int main(int argc, char** argv) {
                "dead links, {} repairs, {} oversized frames\n",
                frames, s.sessions.load(), s.reconnects.load(), s.refused.load(),
                s.dead_links.load(), s.repairs.load(), s.oversized.load());
+    if (o.allocation_count) {
+      fmt::print(stderr, "bitmex-feed: {} allocations while reading and applying {} delta frames\n",
+                 s.delta_allocs.load(), s.delta_frames.load());
+    }
     if (recorder && recorder->dropped()) {
       fmt::print(stderr, "bitmex-feed: {} frames not recorded (recorder fell behind)\n",
                  recorder->dropped());

@@ -349,6 +349,7 @@ struct FeedClient::Impl {
   asio::awaitable<void> read_loop(std::shared_ptr<C> c) {
     auto& ws = c->ws;
     for (;;) {
+      const uint64_t allocs_before = opts.allocation_count ? opts.allocation_count() : 0;
       auto [ec, n] = co_await ws.async_read(buffer, kTuple);
       if (ec) {
         if (c->stopping) {
@@ -372,9 +373,14 @@ struct FeedClient::Impl {
       const size_t len = data.size();
       if (opts.on_raw_frame) opts.on_raw_frame(p, len, recv_ns);
       // Reserved at start for max_frame_bytes + padding and never shrunk: the padding is there.
-      engine.on_frame(p, len, buffer.capacity(), recv_ns);
+      const FrameResult r = engine.on_frame(p, len, buffer.capacity(), recv_ns);
       buffer.consume(len);
       engine.drain_events([&](const Event& e) { on_event(*c, e); });
+      if (r.kind == FrameKind::kTable && r.action != Action::kPartial) {
+        stats.delta_frames.store(stats.delta_frames.load(std::memory_order_relaxed) + 1,
+                                 std::memory_order_relaxed);
+        if (opts.allocation_count) stats.delta_allocs += opts.allocation_count() - allocs_before;
+      }
     }
   }
 

@@ -66,6 +66,10 @@ struct FeedOptions {
   // Called on the network thread for every received text frame with its receive time (the
   // recorder). Must not block.
   std::function<void(const char*, size_t, int64_t)> on_raw_frame;
+  // Test builds only: the process's heap allocation count (a counting operator new). When set,
+  // every delta frame's window, from starting the read to having applied it, is checked for
+  // allocations (ClientStats::delta_allocs).
+  uint64_t (*allocation_count)() noexcept = nullptr;
 };
 
 // Counters of the connection side (the engine keeps its own). Written by the network thread.

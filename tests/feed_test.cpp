@@ -77,8 +77,9 @@ class Feed : public ::testing::Test {
     return m[1];
   }
 
-  std::unique_ptr<Child> start_feed(const std::string& url, std::vector<std::string> extra) {
-    std::vector<std::string> argv{BMX_FEED_BIN,
+  std::unique_ptr<Child> start_feed(const std::string& url, std::vector<std::string> extra,
+                                    const char* binary = BMX_FEED_BIN) {
+    std::vector<std::string> argv{binary,
                                   "--url",
                                   url,
                                   "--subscribe",
@@ -134,20 +135,36 @@ TEST_F(Feed, WholeSessionOverWebsocketEqualsReplay) {
   EXPECT_EQ(finish(*feed, expected), expected);
 }
 
+// The live hot path (Beast's read into the reserved buffer, the engine, the segment) allocates
+// nothing per delta frame: the same feed built with a counting operator new says so.
+TEST_F(Feed, DeltaFramesAllocateNothingOnTheLivePath) {
+  const std::string expected = reference();
+  const std::string url = start_sim({});
+  auto feed = start_feed(url, {"--ping-after-ms", "100"}, BMX_FEED_COUNTING_BIN);
+  EXPECT_EQ(finish(*feed, expected), expected);
+  const std::string err = read(dir / "feed.err");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(
+      err, m, std::regex("(\\d+) allocations while reading and applying (\\d+) delta frames")))
+      << err;
+  EXPECT_EQ(m[1], "0") << err;
+  EXPECT_GT(std::stoul(m[2]), 1000u) << err;  // the recording has ~2000 delta frames
+}
+
 TEST_F(Feed, WholeSessionOverVerifiedTlsEqualsReplay) {
   const auto pki = bmxtest::make_test_pki(dir);
   const std::string expected = reference();
   const std::string url =
-      start_sim({"--tls-cert", pki.server_cert.string(), "--tls-key", pki.server_key.string()});
+      start_sim({"--tls-cert", pki.server_cert, "--tls-key", pki.server_key});
   ASSERT_EQ(url.rfind("wss://", 0), 0u) << url;
-  auto feed = start_feed(url, {"--ca-file", pki.ca_cert.string(), "--ping-after-ms", "100"});
+  auto feed = start_feed(url, {"--ca-file", pki.ca_cert, "--ping-after-ms", "100"});
   EXPECT_EQ(finish(*feed, expected), expected);
 }
 
 TEST_F(Feed, TlsWithoutTheAuthorityIsRefused) {
   const auto pki = bmxtest::make_test_pki(dir);
   const std::string url =
-      start_sim({"--tls-cert", pki.server_cert.string(), "--tls-key", pki.server_key.string()});
+      start_sim({"--tls-cert", pki.server_cert, "--tls-key", pki.server_key});
   // The system's trust store does not know the test authority: every attempt fails, none
   // subscribes.
   auto feed = start_feed(url, {"--max-connections", "2"});
@@ -161,8 +178,8 @@ TEST_F(Feed, TlsWithTheWrongHostNameIsRefused) {
   // A certificate from an authority the feed trusts, but for another name than 127.0.0.1.
   const auto other = bmxtest::make_test_pki(dir, {"example.invalid"});
   const std::string url =
-      start_sim({"--tls-cert", other.server_cert.string(), "--tls-key", other.server_key.string()});
-  auto feed = start_feed(url, {"--ca-file", other.ca_cert.string(), "--max-connections", "1"});
+      start_sim({"--tls-cert", other.server_cert, "--tls-key", other.server_key});
+  auto feed = start_feed(url, {"--ca-file", other.ca_cert, "--max-connections", "1"});
   EXPECT_EQ(feed->wait(30s), 1);
   const std::string err = read(dir / "feed.err");
   EXPECT_NE(err.find("TLS handshake"), std::string::npos) << err;
