@@ -490,13 +490,14 @@ class Server {
       ++refused_;
       log("connection {}: handshake refused: {} ({} of {})", number, o_.refuse_status, refused_,
           o_.refuse);
-      const bool rate = o_.refuse_status == 429;
-      co_await respond(
-          stream, req, static_cast<http::status>(o_.refuse_status),
-          rate ? http_error_body("Rate limit exceeded, retry in 1 seconds.", "RateLimitError")
-               : http_error_body("The system is currently overloaded. Please try "
-                                 "again later.",
-                                 "HTTPError"));
+      // GCC 12 destroys temporaries of a conditional inside a co_await expression twice: the
+      // body is built before the co_await.
+      std::string body =
+          o_.refuse_status == 429
+              ? http_error_body("Rate limit exceeded, retry in 1 seconds.", "RateLimitError")
+              : http_error_body("The system is currently overloaded. Please try again later.",
+                                "HTTPError");
+      co_await respond(stream, req, static_cast<http::status>(o_.refuse_status), std::move(body));
       co_return;
     }
     if (!o_.api_key.empty()) {
