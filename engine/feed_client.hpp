@@ -86,6 +86,8 @@ struct ClientStats {
   std::atomic<uint64_t> repairs{0};       // stale books repaired by a resubscribe
   std::atomic<uint64_t> oversized{0};     // frames larger than max_frame_bytes (link dropped)
   std::atomic<uint64_t> events_lost{0};   // engine events the log queue had no room for
+  std::atomic<uint64_t> delta_frames{0};  // table frames other than partials
+  std::atomic<uint64_t> delta_allocs{0};  // allocations while reading and applying them
 };
 
 class FeedClient {

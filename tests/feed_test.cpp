@@ -176,7 +176,7 @@ TEST_F(Feed, TlsWithoutTheAuthorityIsRefused) {
 
 TEST_F(Feed, TlsWithTheWrongHostNameIsRefused) {
   // A certificate from an authority the feed trusts, but for another name than 127.0.0.1.
-  const auto other = bmxtest::make_test_pki(dir, {"example.invalid"});
+  const auto other = bmxtest::make_test_pki(dir, "DNS:example.invalid");
   const std::string url =
       start_sim({"--tls-cert", other.server_cert, "--tls-key", other.server_key});
   auto feed = start_feed(url, {"--ca-file", other.ca_cert, "--max-connections", "1"});

@@ -49,7 +49,8 @@ inline void add_ext(X509* cert, X509V3_CTX* ctx, int nid, const char* value) {
 // A certificate for `key` named `cn`, signed by (issuer, issuer_key), or self-signed when
 // `issuer` is null (the CA).
 inline Cert make_cert(EVP_PKEY* key, const char* cn, long serial, X509* issuer,
-                      EVP_PKEY* issuer_key) {
+                      EVP_PKEY* issuer_key,
+                      const char* alt_names = "DNS:localhost,IP:127.0.0.1") {
   Cert x(X509_new());
   check(x != nullptr, "X509_new");
   X509* c = x.get();
@@ -74,7 +75,7 @@ inline Cert make_cert(EVP_PKEY* key, const char* cn, long serial, X509* issuer,
   if (!ca) {
     add_ext(c, &ctx, NID_authority_key_identifier, "keyid:always");
     add_ext(c, &ctx, NID_ext_key_usage, "serverAuth");
-    add_ext(c, &ctx, NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1");
+    add_ext(c, &ctx, NID_subject_alt_name, alt_names);
   }
   check(X509_sign(c, ca ? key : issuer_key, EVP_sha256()) > 0, "X509_sign");
   return x;
@@ -98,16 +99,19 @@ inline void write_cert(const std::string& path, X509* cert) {
 
 }  // namespace pki_detail
 
-// Creates the CA and the server certificate under `dir` (which must exist). Throws
-// std::runtime_error naming the step that failed.
-inline TestPki make_test_pki(const std::filesystem::path& dir) {
+// Creates the CA and the server certificate under `dir` (which must exist). The server
+// certificate names `alt_names` (OpenSSL's subjectAltName syntax). Throws std::runtime_error
+// naming the step that failed.
+inline TestPki make_test_pki(const std::filesystem::path& dir,
+                             const std::string& alt_names = "DNS:localhost,IP:127.0.0.1") {
   using namespace pki_detail;
   Key ca_key(EVP_EC_gen("P-256"));
   check(ca_key != nullptr, "CA key generation");
   Key server_key(EVP_EC_gen("P-256"));
   check(server_key != nullptr, "server key generation");
   const Cert ca = make_cert(ca_key.get(), "bitmex-shm test CA", 1, nullptr, nullptr);
-  const Cert server = make_cert(server_key.get(), "localhost", 2, ca.get(), ca_key.get());
+  const Cert server =
+      make_cert(server_key.get(), "localhost", 2, ca.get(), ca_key.get(), alt_names.c_str());
   TestPki p{(dir / "ca.pem").string(), (dir / "ca.key").string(), (dir / "server.pem").string(),
             (dir / "server.key").string()};
   write_cert(p.ca_cert, ca.get());

@@ -209,6 +209,7 @@ class Connection {
       unsubscribe(r);
     } else if (r.op == "cancelAllAfter") {
       if (r.integer && *r.integer >= 0) {
+        log("connection {}: cancelAllAfter {}", number_, *r.integer);
         push_owned(cancel_all_after_reply(wall_now(), *r.integer), false);
       } else {
         push_owned(error_frame(400, "cancelAllAfter takes one integer: the timeout in ms", r.raw),
