@@ -873,6 +873,21 @@ void FeedEngine::mark_book_stale(BookEntry& b) {
   if (out_ && b.shm) out_->book_stale(*b.shm);
 }
 
+void FeedEngine::link_lost() {
+  ++stats_.link_losses;
+  if (out_) out_->begin_frame(shm::realtime_ns());
+  const uint64_t books = stats_.books_marked_stale, tables = stats_.tables_marked_stale;
+  for (TableEntry& t : tables_)
+    mark_table_books_stale(t);
+  // Not integrity problems: a dropped link is counted once, above.
+  stats_.books_marked_stale = books;
+  stats_.tables_marked_stale = tables;
+  if (out_) {
+    publish_stats();
+    out_->end_frame();
+  }
+}
+
 void FeedEngine::mark_table_books_stale(TableEntry& t) {
   if (t.is_book) {
     for (uint32_t s = 0; s < t.books.size(); ++s) {

@@ -73,6 +73,7 @@ struct Stats {
   uint64_t tables_marked_stale = 0;
   uint64_t book_growths = 0;       // a delta outgrew a book's capacity (allocation)
   uint64_t books_repaired = 0;     // stale books made whole again by a new partial
+  uint64_t link_losses = 0;        // link_lost() calls (connection drops seen by the feed)
   uint64_t capacity_exceeded = 0;  // more symbols, tables or fields than configured
   uint64_t events_lost = 0;        // events not drained in time
 };
@@ -183,6 +184,12 @@ class FeedEngine {
   [[nodiscard]] const LastTrade* last_trade(std::string_view symbol) const noexcept;
   [[nodiscard]] const LastQuote* last_quote(std::string_view symbol) const noexcept;
   [[nodiscard]] uint64_t frame_count() const noexcept { return frame_no_; }
+
+  // The connection to the exchange is gone: nothing the engine holds is current any more. Marks
+  // every book and keyed table stale (deltas are dropped until each one's next partial, which
+  // replaces it) and publishes the stale marks as one frame. Counted in Stats::link_losses, not in
+  // the integrity counters. Network thread; no allocation.
+  void link_lost();
 
   // Hands every pending event to `f` (oldest first) and forgets them. Owner's thread.
   template <class F>

@@ -1,0 +1,279 @@
+// bitmex-feed against bitmex-sim, both the real binaries, over real loopback TCP (and TLS with a
+// throwaway certificate authority): a whole recorded session served by the simulator must leave
+// the feed with exactly the books and tables that bitmex-replay builds from the same recording,
+// whatever the simulator does to the connection on the way.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "consumers/local_book.hpp"
+#include "shm/reader.hpp"
+#include "support/process.hpp"
+#include "support/test_pki.hpp"
+
+namespace fs = std::filesystem;
+using bmxtest::Child;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string kCapture = std::string(BMX_TEST_DATA) + "/cryptofeed-2021-07-22.txt";
+// The topics the recording subscribed to.
+const std::string kTopics =
+    "orderBookL2:XRPU21,orderBookL2:UNIUSDT,orderBookL2:XBTUSD,orderBookL2:ADAUSDT,"
+    "orderBookL2:SOLUSDT,orderBookL2:TRXU21,orderBookL2:EOSUSDT,orderBookL2:TRXUSDT,"
+    "orderBookL2:BCHUSD,orderBookL2:MATICUSDT,quote:XRPU21,quote:UNIUSDT,quote:XBTUSD,"
+    "quote:ADAUSDT,quote:SOLUSDT,quote:TRXU21,quote:EOSUSDT,quote:TRXUSDT,quote:BCHUSD,"
+    "quote:MATICUSDT,trade:XRPU21,trade:UNIUSDT,trade:XBTUSD,trade:ADAUSDT,trade:SOLUSDT,"
+    "trade:TRXU21,trade:EOSUSDT,trade:TRXUSDT,trade:BCHUSD,trade:MATICUSDT";
+
+std::string read(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+class Feed : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir = fs::temp_directory_path() /
+          ("bmx-feed-test-" + std::to_string(::getpid()) + "-" +
+           ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    ::unsetenv("BITMEX_API_KEY");
+    ::unsetenv("BITMEX_API_SECRET");
+  }
+  void TearDown() override {
+    if (!HasFailure()) fs::remove_all(dir);
+  }
+
+  // bitmex-replay's final state of the recording: what the feed must end with.
+  std::string reference() {
+    const fs::path out = dir / "reference.json";
+    Child r({BMX_REPLAY_BIN, "-q", "--dump-state", out.string(), kCapture});
+    EXPECT_EQ(r.wait(60s), 0);
+    return read(out);
+  }
+
+  // Starts the simulator; returns its URL (read from its first line).
+  std::string start_sim(std::vector<std::string> extra) {
+    std::vector<std::string> argv{BMX_SIM_BIN, kCapture};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    sim = std::make_unique<Child>(argv, (dir / "sim.err").string());
+    EXPECT_TRUE(sim->wait_for_output("listening on ", 20s)) << read(dir / "sim.err");
+    std::smatch m;
+    const std::string out = sim->output();
+    if (!std::regex_search(out, m, std::regex("listening on (wss?://[^\\s]+)"))) return {};
+    return m[1];
+  }
+
+  std::unique_ptr<Child> start_feed(const std::string& url, std::vector<std::string> extra,
+                                    const char* binary = BMX_FEED_BIN) {
+    std::vector<std::string> argv{binary,
+                                  "--url",
+                                  url,
+                                  "--subscribe",
+                                  kTopics,
+                                  "--shm",
+                                  shm_name,
+                                  "--dump-state",
+                                  (dir / "feed.json").string(),
+                                  "--backoff-min-ms",
+                                  "20",
+                                  "--backoff-max-ms",
+                                  "200"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return std::make_unique<Child>(argv, (dir / "feed.err").string());
+  }
+
+  // Waits until the feed's segment holds exactly `expected` (the state converges once the feed
+  // has applied the whole recording: checked again each time the ring moves), then stops the
+  // feed and returns the state it dumps at exit.
+  std::string finish(Child& feed, const std::string& expected) {
+    bmx::shm::Reader r = bmx::shm::Reader::attach(shm_name, std::chrono::milliseconds(20000));
+    const auto deadline = std::chrono::steady_clock::now() + 120s;
+    std::string seen;
+    for (;;) {
+      const uint64_t head = r.head();
+      bmx::consumer::LocalBooks books;
+      if (books.resync(r)) seen = bmx::consumer::dump_state(r, books);
+      if (seen == expected) break;
+      if (std::chrono::steady_clock::now() > deadline || feed.wait(0ms)) {
+        ADD_FAILURE() << "the feed's segment never reached the recording's final state\n"
+                      << read(dir / "feed.err");
+        break;
+      }
+      while (r.head() == head && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::yield();  // the ring has not moved: nothing new to compare
+      }
+    }
+    feed.signal(SIGTERM);
+    EXPECT_EQ(feed.wait(30s), 0) << read(dir / "feed.err");
+    return read(dir / "feed.json");
+  }
+
+  std::string shm_name = "/bmx-feed-test-" + std::to_string(::getpid());
+  fs::path dir;
+  std::unique_ptr<Child> sim;
+};
+
+TEST_F(Feed, WholeSessionOverWebsocketEqualsReplay) {
+  const std::string expected = reference();
+  const std::string url = start_sim({});
+  ASSERT_EQ(url.rfind("ws://127.0.0.1:", 0), 0u) << url;
+  auto feed = start_feed(url, {"--ping-after-ms", "100"});
+  EXPECT_EQ(finish(*feed, expected), expected);
+}
+
+// The live hot path (Beast's read into the reserved buffer, the engine, the segment) allocates
+// nothing per delta frame: the same feed built with a counting operator new says so.
+TEST_F(Feed, DeltaFramesAllocateNothingOnTheLivePath) {
+  const std::string expected = reference();
+  const std::string url = start_sim({});
+  auto feed = start_feed(url, {"--ping-after-ms", "100"}, BMX_FEED_COUNTING_BIN);
+  EXPECT_EQ(finish(*feed, expected), expected);
+  const std::string err = read(dir / "feed.err");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(
+      err, m, std::regex("(\\d+) allocations while reading and applying (\\d+) delta frames")))
+      << err;
+  EXPECT_EQ(m[1], "0") << err;
+  EXPECT_GT(std::stoul(m[2]), 1000u) << err;  // the recording has ~2000 delta frames
+}
+
+TEST_F(Feed, WholeSessionOverVerifiedTlsEqualsReplay) {
+  const auto pki = bmxtest::make_test_pki(dir);
+  const std::string expected = reference();
+  const std::string url =
+      start_sim({"--tls-cert", pki.server_cert, "--tls-key", pki.server_key});
+  ASSERT_EQ(url.rfind("wss://", 0), 0u) << url;
+  auto feed = start_feed(url, {"--ca-file", pki.ca_cert, "--ping-after-ms", "100"});
+  EXPECT_EQ(finish(*feed, expected), expected);
+}
+
+TEST_F(Feed, TlsWithoutTheAuthorityIsRefused) {
+  const auto pki = bmxtest::make_test_pki(dir);
+  const std::string url =
+      start_sim({"--tls-cert", pki.server_cert, "--tls-key", pki.server_key});
+  // The system's trust store does not know the test authority: every attempt fails, none
+  // subscribes.
+  auto feed = start_feed(url, {"--max-connections", "2"});
+  EXPECT_EQ(feed->wait(30s), 1);
+  const std::string err = read(dir / "feed.err");
+  EXPECT_NE(err.find("TLS handshake"), std::string::npos) << err;
+  EXPECT_NE(err.find("certificate verify failed"), std::string::npos) << err;
+}
+
+TEST_F(Feed, TlsWithTheWrongHostNameIsRefused) {
+  // A certificate from an authority the feed trusts, but for another name than 127.0.0.1.
+  const auto other = bmxtest::make_test_pki(dir, "DNS:example.invalid");
+  const std::string url =
+      start_sim({"--tls-cert", other.server_cert, "--tls-key", other.server_key});
+  auto feed = start_feed(url, {"--ca-file", other.ca_cert, "--max-connections", "1"});
+  EXPECT_EQ(feed->wait(30s), 1);
+  const std::string err = read(dir / "feed.err");
+  EXPECT_NE(err.find("TLS handshake"), std::string::npos) << err;
+  EXPECT_EQ(err.find("connected to"), std::string::npos) << err;
+}
+
+TEST_F(Feed, ReconnectsAfterACloseAndRebuildsEveryBook) {
+  const std::string expected = reference();
+  const std::string url = start_sim({"--close-after", "300"});
+  auto feed = start_feed(url, {"--ping-after-ms", "100"});
+  EXPECT_EQ(finish(*feed, expected), expected);
+  EXPECT_NE(read(dir / "feed.err").find("1 reconnects"), std::string::npos)
+      << read(dir / "feed.err");
+}
+
+TEST_F(Feed, ReconnectsAfterAReset) {
+  const std::string expected = reference();
+  const std::string url = start_sim({"--reset-after", "200"});
+  auto feed = start_feed(url, {"--ping-after-ms", "100"});
+  EXPECT_EQ(finish(*feed, expected), expected);
+}
+
+TEST_F(Feed, ASilentLinkIsDeclaredDeadAndReplaced) {
+  const std::string expected = reference();
+  const std::string url = start_sim({"--silent-after", "100"});
+  auto feed = start_feed(url, {"--ping-after-ms", "100", "--dead-after-ms", "200"});
+  EXPECT_EQ(finish(*feed, expected), expected);
+  EXPECT_NE(read(dir / "feed.err").find("1 dead links"), std::string::npos)
+      << read(dir / "feed.err");
+}
+
+TEST_F(Feed, HandshakeRefusalsAreRetriedWithBackoff) {
+  const std::string expected = reference();
+  const std::string url = start_sim({"--refuse", "3", "--refuse-status", "503"});
+  auto feed = start_feed(url, {"--ping-after-ms", "100"});
+  EXPECT_EQ(finish(*feed, expected), expected);
+  EXPECT_NE(read(dir / "feed.err").find("3 refused handshakes"), std::string::npos)
+      << read(dir / "feed.err");
+}
+
+TEST_F(Feed, AuthenticatesWithAKeyAndASecretFile) {
+  const fs::path secret = dir / "secret";
+  { std::ofstream(secret) << "s3cr3t-value\n"; }
+  ::chmod(secret.c_str(), 0600);
+  const std::string url = start_sim({"--api-key", "KEY123", "--api-secret-file", secret.string()});
+  ::setenv("BITMEX_API_KEY", "KEY123", 1);
+  const std::string expected = reference();
+  auto feed = start_feed(url, {"--api-secret-file", secret.string(), "--ping-after-ms", "100"});
+  EXPECT_EQ(finish(*feed, expected), expected);
+  // The secret is nowhere in what the feed printed.
+  EXPECT_EQ(read(dir / "feed.err").find("s3cr3t"), std::string::npos);
+}
+
+TEST_F(Feed, ARejectedKeyIsFatalNotAReconnectStorm) {
+  const fs::path secret = dir / "secret", wrong = dir / "wrong";
+  {
+    std::ofstream(secret) << "right";
+    std::ofstream(wrong) << "wrong";
+  }
+  ::chmod(secret.c_str(), 0600);
+  ::chmod(wrong.c_str(), 0600);
+  const std::string url = start_sim({"--api-key", "KEY123", "--api-secret-file", secret.string()});
+  ::setenv("BITMEX_API_KEY", "KEY123", 1);
+  auto feed = start_feed(url, {"--api-secret-file", wrong.string()});
+  EXPECT_EQ(feed->wait(30s), 1);
+  const std::string err = read(dir / "feed.err");
+  EXPECT_NE(err.find("refused the API key (HTTP 401)"), std::string::npos) << err;
+  EXPECT_NE(err.find("1 refused handshakes"), std::string::npos) << err;
+}
+
+TEST_F(Feed, ASecretFileOthersCanReadIsRefused) {
+  const fs::path secret = dir / "secret";
+  { std::ofstream(secret) << "x"; }
+  ::chmod(secret.c_str(), 0644);
+  ::setenv("BITMEX_API_KEY", "KEY123", 1);
+  auto feed = start_feed("ws://127.0.0.1:1/realtime", {"--api-secret-file", secret.string()});
+  EXPECT_EQ(feed->wait(30s), 1);
+  EXPECT_NE(read(dir / "feed.err").find("readable by others"), std::string::npos);
+}
+
+TEST_F(Feed, DeadMansSwitchIsArmedAndDisarmedOnShutdown) {
+  const fs::path secret = dir / "secret";
+  { std::ofstream(secret) << "right"; }
+  ::chmod(secret.c_str(), 0600);
+  const std::string url = start_sim({"--api-key", "KEY123", "--api-secret-file", secret.string()});
+  ::setenv("BITMEX_API_KEY", "KEY123", 1);
+  auto feed = start_feed(url, {"--api-secret-file", secret.string(), "--dead-mans-switch",
+                               "--dms-timeout-ms", "60000", "--ping-after-ms", "100"});
+  ASSERT_TRUE(sim->wait_for_output("on connection 1", 120s)) << read(dir / "feed.err");
+  feed->signal(SIGTERM);
+  EXPECT_EQ(feed->wait(30s), 0) << read(dir / "feed.err");
+  const std::string log = read(dir / "sim.err");
+  EXPECT_NE(log.find("cancelAllAfter 60000"), std::string::npos) << log;
+  EXPECT_NE(log.find("cancelAllAfter 0"), std::string::npos) << log;
+}
+
+}  // namespace
