@@ -411,6 +411,7 @@ struct FeedClient::Impl {
       case EventKind::kCrossedBook:
       case EventKind::kUnknownRow:
       case EventKind::kBadRow:
+      case EventKind::kMalformedFrame:  // with a table: its books are stale (rows lost)
         if (!events.try_enqueue(e)) ++stats.events_lost;
         repair(c, e);
         break;
@@ -425,26 +426,30 @@ struct FeedClient::Impl {
   }
 
   // A book or table the engine marked stale gets a fresh partial: unsubscribe and subscribe its
-  // topic again (at most once per repair_every_ms per topic).
+  // topic again (at most once per repair_every_ms per topic). A frame that failed part-way names
+  // its table but not which symbols it reached: every topic of that table is repaired.
   template <class C>
   void repair(C& c, const Event& e) {
     if (e.table == Event::kNoTable) return;
     const std::string& table = engine.tables()[e.table].name;
     const std::string symbol =
         e.symbol == kNoSymbol ? "" : std::string(engine.symbols().name(e.symbol));
+    std::vector<std::string> again;  // cold: a repair is rare
+    const auto now = Clock::now();
     for (size_t i = 0; i < opts.topics.size(); ++i) {
       const std::string& t = opts.topics[i];
-      if (t != table && t != table + ":" + symbol) continue;
-      const auto now = Clock::now();
-      if (now - last_repair[i] < milliseconds(opts.repair_every_ms)) return;
+      const bool match =
+          t == table || (symbol.empty() ? t.rfind(table + ":", 0) == 0 : t == table + ":" + symbol);
+      if (!match || now - last_repair[i] < milliseconds(opts.repair_every_ms)) continue;
       last_repair[i] = now;
-      ++stats.repairs;
-      note("{} is stale ({}): resubscribing {}", symbol.empty() ? table : table + ":" + symbol,
-           to_string(e.kind), t);
-      send(c, subscribe_request("unsubscribe", {t}));
-      send(c, subscribe_request("subscribe", {t}));
-      return;
+      again.push_back(t);
     }
+    if (again.empty()) return;
+    stats.repairs += again.size();
+    note("{} is stale ({}): resubscribing {}", symbol.empty() ? table : table + ":" + symbol,
+         to_string(e.kind), subscribe_request("subscribe", again));
+    send(c, subscribe_request("unsubscribe", again));
+    send(c, subscribe_request("subscribe", again));
   }
 
   static std::string subscribe_request(const char* op, const std::vector<std::string>& topics) {

@@ -154,8 +154,7 @@ TEST_F(Feed, DeltaFramesAllocateNothingOnTheLivePath) {
 TEST_F(Feed, WholeSessionOverVerifiedTlsEqualsReplay) {
   const auto pki = bmxtest::make_test_pki(dir);
   const std::string expected = reference();
-  const std::string url =
-      start_sim({"--tls-cert", pki.server_cert, "--tls-key", pki.server_key});
+  const std::string url = start_sim({"--tls-cert", pki.server_cert, "--tls-key", pki.server_key});
   ASSERT_EQ(url.rfind("wss://", 0), 0u) << url;
   auto feed = start_feed(url, {"--ca-file", pki.ca_cert, "--ping-after-ms", "100"});
   EXPECT_EQ(finish(*feed, expected), expected);
@@ -163,8 +162,7 @@ TEST_F(Feed, WholeSessionOverVerifiedTlsEqualsReplay) {
 
 TEST_F(Feed, TlsWithoutTheAuthorityIsRefused) {
   const auto pki = bmxtest::make_test_pki(dir);
-  const std::string url =
-      start_sim({"--tls-cert", pki.server_cert, "--tls-key", pki.server_key});
+  const std::string url = start_sim({"--tls-cert", pki.server_cert, "--tls-key", pki.server_key});
   // The system's trust store does not know the test authority: every attempt fails, none
   // subscribes.
   auto feed = start_feed(url, {"--max-connections", "2"});
@@ -274,6 +272,83 @@ TEST_F(Feed, DeadMansSwitchIsArmedAndDisarmedOnShutdown) {
   const std::string log = read(dir / "sim.err");
   EXPECT_NE(log.find("cancelAllAfter 60000"), std::string::npos) << log;
   EXPECT_NE(log.find("cancelAllAfter 0"), std::string::npos) << log;
+}
+
+TEST_F(Feed, RecordsWhatItReceivedInTheReplayFormat) {
+  const std::string expected = reference();
+  const std::string url = start_sim({});
+  const fs::path rec = dir / "recorded.txt";
+  auto feed = start_feed(url, {"--record", rec.string()});
+  EXPECT_EQ(finish(*feed, expected), expected);
+  // bitmex-replay of what the feed recorded builds the same state.
+  const fs::path again = dir / "again.json";
+  Child r({BMX_REPLAY_BIN, "-q", "--dump-state", again.string(), rec.string()});
+  EXPECT_EQ(r.wait(60s), 0);
+  EXPECT_EQ(read(again), expected);
+}
+
+TEST_F(Feed, AnUnknownTopicIsReportedAndTheOthersAreServed) {
+  const std::string expected = reference();
+  const std::string url = start_sim({});
+  auto feed = start_feed(url, {"--subscribe", kTopics + ",orderBookL2:NOSUCH"});
+  EXPECT_EQ(finish(*feed, expected), expected);
+  const std::string err = read(dir / "feed.err");
+  EXPECT_NE(err.find("error (status 400)"), std::string::npos) << err;
+  EXPECT_NE(err.find("orderBookL2:NOSUCH"), std::string::npos) << err;
+}
+
+TEST_F(Feed, AnUnknownLevelIsRepairedByResubscribingItsTopic) {
+  const std::string expected = reference();
+  const std::string url = start_sim({"--unknown-level-after", "200"});
+  auto feed = start_feed(url, {});
+  EXPECT_EQ(finish(*feed, expected), expected);
+  const std::string err = read(dir / "feed.err");
+  EXPECT_NE(err.find("resubscribing"), std::string::npos) << err;
+  EXPECT_NE(err.find("1 repairs"), std::string::npos) << err;
+  EXPECT_NE(err.find("0 reconnects"), std::string::npos) << err;  // repaired on the same link
+}
+
+TEST_F(Feed, AMalformedFrameIsCountedAndTheFeedGoesOn) {
+  const std::string expected = reference();
+  const std::string url = start_sim({"--malformed-after", "100"});
+  auto feed = start_feed(url, {});
+  EXPECT_EQ(finish(*feed, expected), expected);
+  const std::string err = read(dir / "feed.err");
+  EXPECT_NE(err.find("malformed"), std::string::npos) << err;
+  EXPECT_NE(err.find("0 reconnects"), std::string::npos) << err;
+}
+
+TEST_F(Feed, AnOversizedFrameDropsTheLinkAndTheFeedRecovers) {
+  const std::string expected = reference();
+  const std::string url = start_sim({"--oversized-after", "100", "--oversized-bytes", "3000000"});
+  auto feed = start_feed(url, {"--max-frame", "2000000"});
+  EXPECT_EQ(finish(*feed, expected), expected);
+  const std::string err = read(dir / "feed.err");
+  EXPECT_NE(err.find("1 oversized frames"), std::string::npos) << err;
+  EXPECT_NE(err.find("1 reconnects"), std::string::npos) << err;
+}
+
+// While the link is down, a strategy reading the segment sees it: the link state says
+// reconnecting and every book is marked stale until its new partial.
+TEST_F(Feed, DuringAGapEveryBookIsStaleAndTheLinkStateSaysSo) {
+  const std::string expected = reference();
+  const std::string url = start_sim({"--close-after", "300"});
+  auto feed = start_feed(url, {"--backoff-min-ms", "3000", "--backoff-max-ms", "3000"});
+  bmx::shm::Reader r = bmx::shm::Reader::attach(shm_name, std::chrono::milliseconds(20000));
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (r.link_state() != bmx::shm::LinkState::kReconnecting &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();  // waiting for the close the sim sends after 300 frames
+  }
+  ASSERT_EQ(r.link_state(), bmx::shm::LinkState::kReconnecting) << read(dir / "feed.err");
+  const auto books = r.books();
+  ASSERT_FALSE(books.empty());
+  for (const auto& [table, symbol] : books) {
+    bmx::shm::Top t;
+    ASSERT_TRUE(r.top(table, symbol, t));
+    EXPECT_TRUE(t.stale) << r.symbol_name(symbol);
+  }
+  EXPECT_EQ(finish(*feed, expected), expected);
 }
 
 }  // namespace
