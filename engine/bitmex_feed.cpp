@@ -22,9 +22,11 @@
 #include "engine/state_dump.hpp"
 #include "shm/segment.hpp"
 #include "shm/writer.hpp"
-#ifdef BMX_COUNT_ALLOCS
-#include "tests/support/counting_new.hpp"
-#endif
+// Defined only where a counting operator new is linked in (bitmex-feed-counting, for tests):
+// then the feed reports the allocations of its frame path. Null in bitmex-feed.
+namespace bmx::testing {
+[[gnu::weak]] uint64_t allocation_count() noexcept;
+}  // namespace bmx::testing
 
 namespace {
 
@@ -236,9 +238,7 @@ int main(int argc, char** argv) {
       recorder.emplace(record_path);
       o.on_raw_frame = [&recorder](const char* d, size_t n, int64_t t) { recorder->push(d, n, t); };
     }
-#ifdef BMX_COUNT_ALLOCS
-    o.allocation_count = &bmx::testing::allocation_count;
-#endif
+    o.allocation_count = &bmx::testing::allocation_count;  // null unless linked in
     fmt::print(stderr, "bitmex-feed: {} -> {} ({})\n", o.url.str(),
                shm_name == "none" ? std::string("no segment") : shm_name, topics);
 
