@@ -137,6 +137,7 @@ int main(int argc, char** argv) {
       "partials; books are marked stale in the segment meanwhile.\n\n"
       "Authentication: the key comes from BITMEX_API_KEY, the secret from BITMEX_API_SECRET or\n"
       "--api-secret-file (never from the command line, never logged)."};
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // last wins
   std::string network = "testnet", url, topics = "orderBookL2:XBTUSD,trade:XBTUSD,quote:XBTUSD";
   std::string shm_name, shm_mode = "0600", record_path, dump_path, secret_file;
   int cpu = -1;

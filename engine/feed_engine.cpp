@@ -480,6 +480,7 @@ void FeedEngine::publish_stats() noexcept {
                   stats_.frames[static_cast<int>(FrameKind::kUnknown)],
               std::memory_order_relaxed);
   s.resyncs.store(stats_.books_repaired, std::memory_order_relaxed);
+  s.reconnects.store(stats_.link_losses, std::memory_order_relaxed);  // each loss, one reconnect
 }
 
 // One book row, as the segment sees it: `old_price` is the level's price before the row (0 when

@@ -99,8 +99,23 @@ class Feed : public ::testing::Test {
   // Waits until the feed's segment holds exactly `expected` (the state converges once the feed
   // has applied the whole recording: checked again each time the ring moves), then stops the
   // feed and returns the state it dumps at exit.
+  // The feed's segment, once it exists; a feed that exits first fails the test with its stderr.
+  bmx::shm::Reader attach(Child& feed) {
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    for (;;) {
+      try {
+        return bmx::shm::Reader::attach(shm_name, std::chrono::milliseconds(100));
+      } catch (const std::exception& e) {
+        if (feed.wait(0ms) || std::chrono::steady_clock::now() > deadline) {
+          throw std::runtime_error(std::string(e.what()) + "; the feed said:\n" +
+                                   read(dir / "feed.err"));
+        }
+      }
+    }
+  }
+
   std::string finish(Child& feed, const std::string& expected) {
-    bmx::shm::Reader r = bmx::shm::Reader::attach(shm_name, std::chrono::milliseconds(20000));
+    bmx::shm::Reader r = attach(feed);
     const auto deadline = std::chrono::steady_clock::now() + 120s;
     std::string seen;
     for (;;) {
@@ -334,13 +349,14 @@ TEST_F(Feed, DuringAGapEveryBookIsStaleAndTheLinkStateSaysSo) {
   const std::string expected = reference();
   const std::string url = start_sim({"--close-after", "300"});
   auto feed = start_feed(url, {"--backoff-min-ms", "3000", "--backoff-max-ms", "3000"});
-  bmx::shm::Reader r = bmx::shm::Reader::attach(shm_name, std::chrono::milliseconds(20000));
+  bmx::shm::Reader r = attach(*feed);
   const auto deadline = std::chrono::steady_clock::now() + 60s;
   while (r.link_state() != bmx::shm::LinkState::kReconnecting &&
          std::chrono::steady_clock::now() < deadline) {
     std::this_thread::yield();  // waiting for the close the sim sends after 300 frames
   }
   ASSERT_EQ(r.link_state(), bmx::shm::LinkState::kReconnecting) << read(dir / "feed.err");
+  EXPECT_EQ(r.stats().reconnects.load(), 1u);  // what bitmex-top's footer shows
   const auto books = r.books();
   ASSERT_FALSE(books.empty());
   for (const auto& [table, symbol] : books) {
@@ -348,6 +364,32 @@ TEST_F(Feed, DuringAGapEveryBookIsStaleAndTheLinkStateSaysSo) {
     ASSERT_TRUE(r.top(table, symbol, t));
     EXPECT_TRUE(t.stale) << r.symbol_name(symbol);
   }
+  EXPECT_EQ(finish(*feed, expected), expected);
+}
+
+// A private, whole-table topic (order) on an authenticated link flows into the same state: the
+// api-connectors fixture's empty order partial and the two order inserts that follow it.
+TEST_F(Feed, PrivateTablesFlowIntoTheSameState) {
+  const std::string fixture =
+      std::string(BMX_TEST_DATA) + "/api-connectors-fixtures/orderEmptyPartial.ndjson";
+  const fs::path ref = dir / "order.json";
+  Child r({BMX_REPLAY_BIN, "-q", "--dump-state", ref.string(), fixture});
+  ASSERT_EQ(r.wait(60s), 0);
+  const std::string expected = read(ref);
+  ASSERT_NE(expected.find("ccfb1a6b-28c5-4e50-a3ca-8667358056a2"), std::string::npos);
+  const fs::path secret = dir / "secret";
+  { std::ofstream(secret) << "right"; }
+  ::chmod(secret.c_str(), 0600);
+  sim =
+      std::make_unique<Child>(std::vector<std::string>{BMX_SIM_BIN, fixture, "--api-key", "KEY123",
+                                                       "--api-secret-file", secret.string()},
+                              (dir / "sim.err").string());
+  ASSERT_TRUE(sim->wait_for_output("listening on ", 20s));
+  std::smatch m;
+  const std::string out = sim->output();
+  ASSERT_TRUE(std::regex_search(out, m, std::regex("listening on (ws://[^\\s]+)")));
+  ::setenv("BITMEX_API_KEY", "KEY123", 1);
+  auto feed = start_feed(m[1], {"--subscribe", "order", "--api-secret-file", secret.string()});
   EXPECT_EQ(finish(*feed, expected), expected);
 }
 

@@ -190,7 +190,11 @@ class Connection {
   }
 
   [[nodiscard]] bool subscribed(uint16_t table, uint32_t symbol, uint32_t pos) const {
-    const auto it = starts_.find({table, symbol});
+    auto it = starts_.find({table, symbol});
+    if (it != starts_.end()) return it->second <= pos;
+    // A whole-table topic also covers symbols that first appear after it was subscribed (an
+    // order table's partial is often empty; its rows arrive as inserts).
+    it = starts_.find({table, kNoPos});
     return it != starts_.end() && it->second <= pos;
   }
 
