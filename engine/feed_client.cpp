@@ -329,6 +329,7 @@ struct FeedClient::Impl {
     c->last_rx = Clock::now();
 
     stop_session = [this, c] { request_stop(c); };
+    if (stop_requested) request_stop(c);  // asked while we were connecting
     asio::co_spawn(ioc, write_loop(c), asio::detached);
     asio::co_spawn(ioc, heartbeat_loop(c), asio::detached);
     send(*c, subscribe_request("subscribe", opts.topics));
