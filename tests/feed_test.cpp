@@ -417,4 +417,23 @@ TEST_F(Feed, StopsPromptlyWhileWaitingToReconnect) {
   EXPECT_EQ(feed->wait(10s), 0) << read(dir / "feed.err");  // not after the 60 s backoff
 }
 
+// --spin (busy-polling the socket) and --cpu (pinning the network thread) change how the thread
+// waits, not what it computes.
+TEST_F(Feed, BusyPollingAndPinnedGiveTheSameState) {
+  const std::string expected = reference();
+  const std::string url = start_sim({});
+  auto feed = start_feed(url, {"--spin", "--cpu", "0"});
+  EXPECT_EQ(finish(*feed, expected), expected);
+}
+
+TEST_F(Feed, RateLimitRefusalsAreRetried) {
+  const std::string expected = reference();
+  const std::string url = start_sim({"--refuse", "2", "--refuse-status", "429"});
+  auto feed = start_feed(url, {});
+  EXPECT_EQ(finish(*feed, expected), expected);
+  const std::string err = read(dir / "feed.err");
+  EXPECT_NE(err.find("handshake refused with HTTP 429"), std::string::npos) << err;
+  EXPECT_NE(err.find("2 refused handshakes"), std::string::npos) << err;
+}
+
 }  // namespace
