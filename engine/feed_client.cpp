@@ -202,6 +202,16 @@ struct FeedClient::Impl {
     fmt::print(stderr, "bitmex-feed: {}\n", fmt::format(f, std::forward<A>(a)...));
   }
 
+  // The segment's producer heartbeat, every 100 ms for as long as the feed runs, connected or not:
+  // readers judge the process by it (a gap in the link is the link state's business).
+  asio::awaitable<void> beat_loop() {
+    while (!done) {
+      if (writer) writer->heartbeat(shm::monotonic_ns());
+      beat_timer.expires_after(milliseconds(100));
+      co_await beat_timer.async_wait(kTuple);
+    }
+  }
+
   // ---- the connection loop --------------------------------------------------------------------
   asio::awaitable<void> main_loop() {
     last_repair.assign(opts.topics.size(), Clock::time_point{});
@@ -236,6 +246,7 @@ struct FeedClient::Impl {
     }
     if (writer) writer->set_link(shm::LinkState::kStopped);
     done = true;
+    beat_timer.cancel();
     ioc.stop();
   }
 
@@ -505,7 +516,6 @@ struct FeedClient::Impl {
       co_await t.async_wait(kTuple);
       if (!c->open) break;
       const auto now = Clock::now();
-      if (writer) writer->heartbeat(shm::monotonic_ns());
       if (c->ping_outstanding) {
         if (now - c->ping_sent > milliseconds(opts.dead_after_ms)) {
           ++stats.dead_links;
@@ -583,6 +593,7 @@ FeedClient::FeedClient(asio::io_context& ioc, FeedEngine& engine, shm::Writer* w
 FeedClient::~FeedClient() = default;
 
 void FeedClient::start() {
+  asio::co_spawn(impl_->ioc, impl_->beat_loop(), asio::detached);
   asio::co_spawn(impl_->ioc, impl_->main_loop(), asio::detached);
 }
 

@@ -368,12 +368,22 @@ TEST_F(Feed, DuringAGapEveryBookIsStaleAndTheLinkStateSaysSo) {
   }
   ASSERT_EQ(r.link_state(), bmx::shm::LinkState::kReconnecting) << read(dir / "feed.err");
   EXPECT_EQ(r.stats().reconnects.load(), 1u);  // what bitmex-top's footer shows
+  const auto gap_start = std::chrono::steady_clock::now();
   const auto books = r.books();
   ASSERT_FALSE(books.empty());
   for (const auto& [table, symbol] : books) {
     bmx::shm::Top t;
     ASSERT_TRUE(r.top(table, symbol, t));
     EXPECT_TRUE(t.stale) << r.symbol_name(symbol);
+  }
+  // The backoff is at least 1.5 s (3 s with jitter down to half): 1.2 s into the gap the
+  // producer must still read as alive (its heartbeat does not depend on the link).
+  while (r.link_state() == bmx::shm::LinkState::kReconnecting &&
+         std::chrono::steady_clock::now() - gap_start < 1200ms) {
+    std::this_thread::yield();
+  }
+  if (r.link_state() == bmx::shm::LinkState::kReconnecting) {
+    EXPECT_EQ(r.liveness(), bmx::shm::Liveness::kLive);
   }
   EXPECT_EQ(finish(*feed, expected), expected);
 }
