@@ -7,9 +7,11 @@
 #include <CLI/CLI.hpp>
 
 #include <concurrentqueue/concurrentqueue.h>
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <optional>
 #include <sstream>
@@ -177,6 +179,10 @@ int main(int argc, char** argv) {
                  "PEM file of the certificate authorities to trust (default: the system's)");
   app.add_option("--api-secret-file", secret_file,
                  "File holding the API secret (must not be group/world readable)");
+  // Not an option: anything on the command line is readable by every user (/proc/PID/cmdline,
+  // ps) and lands in shell history. Recognised only to say so, instead of "unexpected argument".
+  std::string secret_in_argv;
+  auto* secret_option = app.add_option("--api-secret,--secret", secret_in_argv)->group("");
   app.add_flag("--dead-mans-switch", o.dead_mans_switch,
                "Arm cancelAllAfter while connected (needs a key); disarmed on a clean exit");
   app.add_option("--dms-timeout-ms", o.dms_timeout_ms, "cancelAllAfter timeout")
@@ -201,6 +207,11 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   try {
+    if (secret_option->count() > 0) {
+      throw std::runtime_error(
+          "the API secret is never taken from the command line (every user can read it there): "
+          "set BITMEX_API_SECRET or use --api-secret-file");
+    }
     o.url = bmx::Url::parse(!url.empty()           ? url
                             : network == "mainnet" ? "wss://ws.bitmex.com/realtime"
                                                    : "wss://ws.testnet.bitmex.com/realtime");
@@ -210,8 +221,12 @@ int main(int argc, char** argv) {
     if (const char* k = std::getenv("BITMEX_API_KEY")) o.api_key = k;
     if (!secret_file.empty()) {
       o.api_secret = read_secret_file(secret_file);
-    } else if (const char* s = std::getenv("BITMEX_API_SECRET")) {
+    } else if (char* s = std::getenv("BITMEX_API_SECRET")) {
       o.api_secret = s;
+      // Scrubbed from the environment block (what /proc/PID/environ shows) and from the
+      // environment that a child would inherit: the copy above is the only one left.
+      std::fill(s, s + std::strlen(s), '\0');
+      ::unsetenv("BITMEX_API_SECRET");
     }
     if (!o.api_key.empty() && o.api_secret.empty()) {
       throw std::runtime_error(

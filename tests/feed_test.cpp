@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <cstdlib>
@@ -129,7 +130,9 @@ class Feed : public ::testing::Test {
     }
   }
 
-  std::string finish(Child& feed, const std::string& expected) {
+  // Waits until the feed's segment holds exactly `expected`; false (and a failure) if it never
+  // does.
+  bool converge(Child& feed, const std::string& expected) {
     bmx::shm::Reader r = attach(feed);
     const auto deadline = std::chrono::steady_clock::now() + 120s;
     std::string seen;
@@ -137,19 +140,61 @@ class Feed : public ::testing::Test {
       const uint64_t head = r.head();
       bmx::consumer::LocalBooks books;
       if (books.resync(r)) seen = bmx::consumer::dump_state(r, books);
-      if (seen == expected) break;
+      if (seen == expected) return true;
       if (std::chrono::steady_clock::now() > deadline || feed.wait(0ms)) {
         ADD_FAILURE() << "the feed's segment never reached the recording's final state\n"
                       << read(dir / "feed.err");
-        break;
+        return false;
       }
       while (r.head() == head && std::chrono::steady_clock::now() < deadline) {
         std::this_thread::yield();  // the ring has not moved: nothing new to compare
       }
     }
+  }
+
+  std::string finish(Child& feed, const std::string& expected) {
+    converge(feed, expected);
     feed.signal(SIGTERM);
     EXPECT_EQ(feed.wait(30s), 0) << read(dir / "feed.err");
     return read(dir / "feed.json");
+  }
+
+  // Starts the feed with a wall clock that jumps by `step_ns` at start and every 50 ms after it
+  // (tests/support/clock_step.cpp, preloaded into the feed only).
+  std::unique_ptr<Child> start_stepped_feed(const std::string& url, const std::string& step_ns,
+                                            std::vector<std::string> extra) {
+    const char* asan = std::getenv("ASAN_OPTIONS");
+    const std::string asan_before = asan ? asan : "";
+    // The preloaded library comes before a sanitizer's runtime, which ASan would refuse.
+    ::setenv("ASAN_OPTIONS", (asan_before + ":verify_asan_link_order=0").c_str(), 1);
+    ::setenv("LD_PRELOAD", BMX_CLOCK_STEP_LIB, 1);
+    ::setenv("BMX_CLOCK_STEP", (step_ns + "/50000000").c_str(), 1);
+    auto feed = start_feed(url, std::move(extra));
+    ::unsetenv("LD_PRELOAD");
+    ::unsetenv("BMX_CLOCK_STEP");
+    if (asan) {
+      ::setenv("ASAN_OPTIONS", asan_before.c_str(), 1);
+    } else {
+      ::unsetenv("ASAN_OPTIONS");
+    }
+    return feed;
+  }
+
+  // Whether the feed's receive times (its CLOCK_REALTIME) are at least half an hour off ours in
+  // the direction `sign`: proof that the stepped clock was in force in the feed.
+  static bool saw_stepped_receive_times(const bmx::shm::Reader& r, int sign) {
+    const int64_t ours = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+    constexpr int64_t kHalfHour = 1'800'000'000'000;
+    for (const auto& [table, symbol] : r.books()) {
+      bmx::shm::Top t;
+      if (r.top(table, symbol, t) && t.last_recv_ns != 0 &&
+          sign * (t.last_recv_ns - ours) > kHalfHour) {
+        return true;
+      }
+    }
+    return false;
   }
 
   std::string shm_name = "/bmx-feed-test-" + std::to_string(::getpid());
@@ -255,6 +300,51 @@ TEST_F(Feed, AuthenticatesWithAKeyAndASecretFile) {
   EXPECT_EQ(finish(*feed, expected), expected);
   // The secret is nowhere in what the feed printed.
   EXPECT_EQ(read(dir / "feed.err").find("s3cr3t"), std::string::npos);
+}
+
+// Whether the file at `path` contains `needle` (read in chunks: a segment is large).
+bool file_contains(const fs::path& path, const std::string& needle) {
+  std::ifstream in(path, std::ios::binary);
+  std::string window, chunk(1 << 20, '\0');
+  while (in.read(chunk.data(), static_cast<std::streamsize>(chunk.size())) || in.gcount() > 0) {
+    window.append(chunk.data(), static_cast<size_t>(in.gcount()));
+    if (window.find(needle) != std::string::npos) return true;
+    window.erase(0, window.size() - std::min(window.size(), needle.size()));
+  }
+  return false;
+}
+
+// The secret, given in the environment, is used (the simulator checks the signature) and then
+// found nowhere another user or process could look: the command line, the environment block that
+// /proc shows, the log, the segment every reader maps, the state dump.
+TEST_F(Feed, TheSecretStaysOutOfArgvEnvironmentLogSegmentAndDump) {
+  const std::string kSecret = "s3cr3t-from-the-environment";
+  const fs::path secret = dir / "secret";
+  { std::ofstream(secret) << kSecret; }
+  ::chmod(secret.c_str(), 0600);
+  const std::string expected = reference();
+  const std::string url = start_sim({"--api-key", "KEY123", "--api-secret-file", secret.string()});
+  ::setenv("BITMEX_API_KEY", "KEY123", 1);
+  ::setenv("BITMEX_API_SECRET", kSecret.c_str(), 1);
+  auto feed = start_feed(url, {"--ping-after-ms", "100"});
+  ::unsetenv("BITMEX_API_SECRET");
+  ASSERT_TRUE(converge(*feed, expected));  // authenticated: the sim refuses a wrong signature
+  const fs::path proc = "/proc/" + std::to_string(feed->pid());
+  EXPECT_FALSE(file_contains(proc / "cmdline", kSecret));
+  EXPECT_FALSE(file_contains(proc / "environ", kSecret));
+  EXPECT_FALSE(file_contains("/dev/shm" + shm_name, kSecret));
+  EXPECT_EQ(finish(*feed, expected), expected);
+  EXPECT_FALSE(file_contains(dir / "feed.err", kSecret));
+  EXPECT_FALSE(file_contains(dir / "feed.json", kSecret));
+}
+
+// A secret on the command line is refused with a sentence that says where it belongs.
+TEST_F(Feed, ASecretOnTheCommandLineIsRefused) {
+  auto feed = start_feed("ws://127.0.0.1:1/realtime", {"--api-secret", "abc"});
+  EXPECT_EQ(feed->wait(20s), 1);
+  const std::string err = read(dir / "feed.err");
+  EXPECT_NE(err.find("never taken from the command line"), std::string::npos) << err;
+  EXPECT_NE(err.find("BITMEX_API_SECRET"), std::string::npos) << err;
 }
 
 TEST_F(Feed, ARejectedKeyIsFatalNotAReconnectStorm) {
@@ -411,6 +501,44 @@ TEST_F(Feed, PrivateTablesFlowIntoTheSameState) {
   ::setenv("BITMEX_API_KEY", "KEY123", 1);
   auto feed = start_feed(url, {"--subscribe", "order", "--api-secret-file", secret.string()});
   EXPECT_EQ(finish(*feed, expected), expected);
+}
+
+// Timeouts are measured on the monotonic clock. A wall clock stepped back an hour every 50 ms (an
+// NTP step, an operator's `date -s`) does not hide a silent link: measured on the wall clock, the
+// silence would be negative and the link would never be declared dead.
+TEST_F(Feed, AWallClockSteppedBackDoesNotHideADeadLink) {
+  const std::string expected = reference();
+  const std::string url = start_sim({"--silent-after", "100"});
+  auto feed = start_stepped_feed(url, "-3600000000000",
+                                 {"--ping-after-ms", "100", "--dead-after-ms", "200"});
+  bmx::shm::Reader r = attach(*feed);
+  ASSERT_TRUE(converge(*feed, expected));
+  EXPECT_TRUE(saw_stepped_receive_times(r, -1));
+  EXPECT_EQ(finish(*feed, expected), expected);
+  EXPECT_NE(read(dir / "feed.err").find("1 dead links"), std::string::npos)
+      << read(dir / "feed.err");
+}
+
+// ... and a wall clock stepped forward an hour every 50 ms does not kill a healthy link: measured
+// on the wall clock, every silence would look like an hour. The feed must keep its one connection
+// for a whole second of its own heartbeats with pings due every 100 ms.
+TEST_F(Feed, AWallClockSteppedForwardDoesNotKillAHealthyLink) {
+  const std::string expected = reference();
+  const std::string url = start_sim({});
+  auto feed = start_stepped_feed(url, "3600000000000",
+                                 {"--ping-after-ms", "100", "--dead-after-ms", "100"});
+  bmx::shm::Reader r = attach(*feed);
+  ASSERT_TRUE(converge(*feed, expected));
+  const int64_t beat = r.header().heartbeat_ns.load();
+  while (r.header().heartbeat_ns.load() - beat < 1'000'000'000 && !feed->wait(0ms)) {
+    std::this_thread::yield();  // the producer's heartbeat is CLOCK_MONOTONIC, beaten every 100 ms
+  }
+  EXPECT_EQ(r.stats().reconnects.load(), 0u);
+  EXPECT_EQ(r.link_state(), bmx::shm::LinkState::kLive);
+  EXPECT_TRUE(saw_stepped_receive_times(r, +1));
+  EXPECT_EQ(finish(*feed, expected), expected);
+  EXPECT_NE(read(dir / "feed.err").find(" 0 reconnects"), std::string::npos)
+      << read(dir / "feed.err");
 }
 
 // SIGTERM while the feed waits to reconnect ends it at once, cleanly.

@@ -49,8 +49,7 @@ inline void add_ext(X509* cert, X509V3_CTX* ctx, int nid, const char* value) {
 // A certificate for `key` named `cn`, signed by (issuer, issuer_key), or self-signed when
 // `issuer` is null (the CA).
 inline Cert make_cert(EVP_PKEY* key, const char* cn, long serial, X509* issuer,
-                      EVP_PKEY* issuer_key,
-                      const char* alt_names = "DNS:localhost,IP:127.0.0.1") {
+                      EVP_PKEY* issuer_key, const char* alt_names = "DNS:localhost,IP:127.0.0.1") {
   Cert x(X509_new());
   check(x != nullptr, "X509_new");
   X509* c = x.get();
