@@ -8,6 +8,7 @@
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <thread>
 
@@ -165,6 +166,15 @@ void initialise(char* base, const SegmentConfig& c, const Offsets& o, uint64_t e
 
 Segment Segment::create(const std::string& name, const SegmentConfig& config, unsigned mode) {
   check_config(config);
+  // Readers map the segment read-only: nobody but the producer ever needs to write it, and a
+  // segment others can write is a segment others can forge books in.
+  if (mode > 0777 || (mode & 0022) != 0) {
+    char octal[8];
+    std::snprintf(octal, sizeof octal, "%04o", mode);
+    throw std::runtime_error(std::string("segment mode ") + octal +
+                             " would let other users write the segment; readers need read access "
+                             "only (e.g. 0640 for the group)");
+  }
   const Offsets o = layout_of(config);
   uint64_t epoch = static_cast<uint64_t>(realtime_ns());
   // An existing segment of the same size is re-initialised in place, so that readers attached to
@@ -172,6 +182,13 @@ Segment Segment::create(const std::string& name, const SegmentConfig& config, un
   try {
     auto m = std::make_unique<Mapping>();
     m->object = bip::shared_memory_object(bip::open_only, name.c_str(), bip::read_write);
+    // One left there by another user (who could still write it, or map it, whatever its mode
+    // says now) is never published into: it cannot be removed either, so that is an error.
+    struct stat st {};
+    if (::fstat(m->object.get_mapping_handle().handle, &st) == 0 && st.st_uid != ::geteuid()) {
+      throw std::runtime_error("segment '" + name + "' exists and belongs to another user (uid " +
+                               std::to_string(st.st_uid) + "): choose another --shm name");
+    }
     bip::offset_t existing = 0;
     m->object.get_size(existing);
     if (static_cast<uint64_t>(existing) >= sizeof(Header)) {
@@ -207,7 +224,8 @@ Segment Segment::create(const std::string& name, const SegmentConfig& config, un
     m->object.truncate(static_cast<bip::offset_t>(o.total));
     m->region = bip::mapped_region(m->object, bip::read_write);
   } catch (const bip::interprocess_exception& e) {
-    throw std::runtime_error("cannot create shared-memory segment '" + name + "': " + e.what());
+    throw std::runtime_error("cannot create shared-memory segment '" + name +
+                             "': " + std::string(e.what()));
   }
   initialise(static_cast<char*>(m->region.get_address()), config, o, epoch);
   return Segment(name, std::move(m), true);

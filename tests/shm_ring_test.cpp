@@ -2,7 +2,9 @@
 // on a freshly created segment and Readers attached to it by name (read-only mappings of the same
 // POSIX object). Expected values are written out by hand; nothing is derived from the code under
 // test. Cross-process behaviour is in shm_process_test.cpp.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,6 +12,7 @@
 #include <atomic>
 #include <csignal>
 #include <ostream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -105,6 +108,38 @@ TEST(ShmSegment, GroupModeOnRequest) {
     EXPECT_EQ(st.st_mode & 0777, 0640u);
   }
   Segment::remove(name);
+}
+
+TEST(ShmSegment, AModeThatLetsOthersWriteIsRefused) {
+  for (const unsigned mode : {0666u, 0620u, 0602u}) {
+    const std::string name = unique_name("mode-writable");
+    try {
+      Segment s = Segment::create(name, small_config(), mode);
+      ADD_FAILURE() << "created with mode " << std::oct << mode;
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("would let other users write"), std::string::npos)
+          << e.what();
+    }
+    Segment::remove(name);
+  }
+}
+
+// A name already taken by another user's object (placed there to receive the feed, or to be
+// written into behind the readers' backs) is refused, never published into.
+TEST(ShmSegment, ASegmentOfAnotherUserIsNeverPublishedInto) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to create an object owned by another user";
+  const std::string name = unique_name("foreign");
+  const int fd = ::shm_open(name.c_str(), O_CREAT | O_RDWR, 0666);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::fchown(fd, 65534, 65534), 0);
+  ::close(fd);
+  try {
+    Segment s = Segment::create(name, small_config());
+    ADD_FAILURE() << "published into another user's object";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("belongs to another user"), std::string::npos) << e.what();
+  }
+  ::shm_unlink(name.c_str());
 }
 
 TEST(ShmSegment, MissingSegmentIsOneClearSentence) {
