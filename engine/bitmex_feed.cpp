@@ -1,17 +1,21 @@
 // bitmex-feed: the live feed. Holds the websocket to BitMEX (or a compatible URL), keeps every
 // subscribed table and book, and publishes them into a shared-memory segment. See --help.
+#include <fcntl.h>
 #include <fmt/core.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <CLI/CLI.hpp>
 
 #include <concurrentqueue/concurrentqueue.h>
 #include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <fstream>
 #include <optional>
 #include <sstream>
@@ -46,6 +50,14 @@ std::vector<std::string> split_topics(const std::string& s) {
   return out;
 }
 
+// Creates (or truncates) `path` so that a new file is the user's alone (0600): recordings and
+// dumps hold the account's private tables (orders, positions, margin) when authenticated. An
+// existing file keeps the mode its owner gave it.
+void create_private(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd >= 0) ::close(fd);
+}
+
 // The secret file must be the user's alone: group or world access is refused, as ssh does.
 std::string read_secret_file(const std::string& path) {
   struct stat st {};
@@ -69,7 +81,8 @@ std::string read_secret_file(const std::string& path) {
 // partial); a recorder thread writes them in bitmex-replay's format "<receive ns>\t<frame>\n".
 class Recorder {
  public:
-  explicit Recorder(const std::string& path) : out_(path, std::ios::binary) {
+  explicit Recorder(const std::string& path)
+      : out_((create_private(path), path), std::ios::binary) {
     if (!out_) throw std::runtime_error("cannot write the recording " + path);
     pool_.resize(kBuffers);
     for (auto& b : pool_) {
@@ -96,7 +109,7 @@ class Recorder {
   [[nodiscard]] uint64_t dropped() const { return dropped_.load(); }
 
  private:
-  static constexpr size_t kBuffers = 4096, kBufferBytes = 16 * 1024;
+  static constexpr size_t kBuffers = 4096, kBufferBytes = size_t{16} * 1024;
   struct Buffer {
     int64_t recv_ns = 0;
     std::string text;
@@ -128,9 +141,7 @@ class Recorder {
   std::thread thread_;
 };
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   CLI::App app{
       "bitmex-feed: the live BitMEX feed. Connects to the exchange's realtime websocket (TLS with\n"
       "peer and host-name verification), subscribes, keeps every table and order book, and\n"
@@ -295,6 +306,7 @@ int main(int argc, char** argv) {
                  recorder->dropped());
     }
     if (!dump_path.empty()) {
+      create_private(dump_path);
       std::ofstream out(dump_path, std::ios::binary);
       const std::string json = bmx::dump_state(engine);
       if (!out || !out.write(json.data(), static_cast<std::streamsize>(json.size()))) {
@@ -308,4 +320,18 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "bitmex-feed: {}\n", e.what());
     return 1;
   }
+}
+
+}  // namespace
+
+// Nothing escapes main: an error that even the handlers inside run() could not report is one line.
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bitmex-feed: %s\n", e.what());
+  } catch (...) {
+    std::fputs("bitmex-feed: unknown error\n", stderr);
+  }
+  return 1;
 }

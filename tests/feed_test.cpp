@@ -401,6 +401,12 @@ TEST_F(Feed, RecordsWhatItReceivedInTheReplayFormat) {
   Child r({BMX_REPLAY_BIN, "-q", "--dump-state", again.string(), rec.string()});
   EXPECT_EQ(r.wait(60s), 0);
   EXPECT_EQ(read(again), expected);
+  // A recording and a dump can hold the account's private tables: they are the user's alone.
+  struct stat st {};
+  ASSERT_EQ(::stat(rec.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(::stat((dir / "feed.json").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
 }
 
 TEST_F(Feed, AnUnknownTopicIsReportedAndTheOthersAreServed) {
