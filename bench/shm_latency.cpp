@@ -26,6 +26,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <exception>
 #include <string>
 #include <thread>
 #include <vector>
@@ -246,9 +248,7 @@ RingRun ring(const Options& o, int readers, uint64_t records, int64_t gap_ns, bo
   return out;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   CLI::App app{
       "bench_shm_latency: publish-to-visible latency of the shared-memory ring across processes, "
       "in percentiles, beside the one-way floor and a core-to-core ping-pong measured in the same "
@@ -311,4 +311,18 @@ int main(int argc, char** argv) {
       "  the same {} readers without idle_pause: {:.1f} M/s ({:.2f}x); lapped for {} records\n",
       o.readers, rateb / 1e6, rateb / rate0, tb.lost);
   return 0;
+}
+
+}  // namespace
+
+// Nothing escapes main: an error that even the handlers inside run() could not report is one line.
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_shm_latency: %s\n", e.what());
+  } catch (...) {
+    std::fputs("bench_shm_latency: unknown error\n", stderr);
+  }
+  return 1;
 }

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <exception>
 #include <fstream>
 #include <thread>
 
@@ -180,9 +181,7 @@ int run(const Options& o) {
   return n.mismatches || books.problems() ? 1 : 0;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   CLI::App app{
       "Example strategy: attaches read-only to a bitmex-shm segment, keeps its own books from a "
       "snapshot plus the ring's deltas, prints mid/spread/imbalance, and checks itself against "
@@ -215,4 +214,18 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "bitmex-example-strategy: {}\n", e.what());
     return 2;
   }
+}
+
+}  // namespace
+
+// Nothing escapes main: an error that even the handlers inside run() could not report is one line.
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bitmex-example-strategy: %s\n", e.what());
+  } catch (...) {
+    std::fputs("bitmex-example-strategy: unknown error\n", stderr);
+  }
+  return 2;
 }

@@ -179,7 +179,8 @@ std::string dump_state(const shm::Reader& reader, const LocalBooks& books) {
   }
   out += "},\"tables\":{";
   first = true;
-  for (uint16_t t = 0; t < reader.table_count(); ++t) {
+  for (uint32_t i = 0; i < reader.table_count(); ++i) {
+    const auto t = static_cast<uint16_t>(i);
     if (reader.table_kind(t) == shm::TableKind::kBook || !reader.table_has_partial(t)) continue;
     if (!first) out += ',';
     first = false;

@@ -93,7 +93,7 @@ std::string bitmex_signature(const std::string& secret, const std::string& verb_
   }
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out(size_t{len} * 2, '0');
-  for (unsigned i = 0; i < len; ++i) {
+  for (size_t i = 0; i < len; ++i) {
     out[2 * i] = kHex[mac[i] >> 4];
     out[2 * i + 1] = kHex[mac[i] & 15];
   }
@@ -448,10 +448,10 @@ struct FeedClient::Impl {
         e.symbol == kNoSymbol ? "" : std::string(engine.symbols().name(e.symbol));
     std::vector<std::string> again;  // cold: a repair is rare
     const auto now = Clock::now();
+    const std::string prefix = table + ":", topic = prefix + symbol;
     for (size_t i = 0; i < opts.topics.size(); ++i) {
       const std::string& t = opts.topics[i];
-      const bool match =
-          t == table || (symbol.empty() ? t.rfind(table + ":", 0) == 0 : t == table + ":" + symbol);
+      const bool match = t == table || (symbol.empty() ? t.rfind(prefix, 0) == 0 : t == topic);
       if (!match || now - last_repair[i] < milliseconds(opts.repair_every_ms)) continue;
       last_repair[i] = now;
       again.push_back(t);

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <exception>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -75,9 +76,7 @@ void print_books(const bmx::FeedEngine& engine) {
   }
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   CLI::App app{
       "bitmex-replay: run recorded BitMEX websocket sessions through the feed engine.\n\n"
       "Each CAPTURE is read whole and replayed frame by frame, through the same classify, parse\n"
@@ -282,4 +281,18 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "bitmex-replay: {}\n", e.what());
     return 1;
   }
+}
+
+}  // namespace
+
+// Nothing escapes main: an error that even the handlers inside run() could not report is one line.
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bitmex-replay: %s\n", e.what());
+  } catch (...) {
+    std::fputs("bitmex-replay: unknown error\n", stderr);
+  }
+  return 1;
 }

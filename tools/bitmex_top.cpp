@@ -9,6 +9,8 @@
 
 #include <chrono>
 #include <csignal>
+#include <cstdio>
+#include <exception>
 #include <map>
 #include <string>
 #include <thread>
@@ -76,6 +78,7 @@ std::vector<Row> collect(
     }
   }
   std::vector<Row> out;
+  out.reserve(by_symbol.size());
   for (auto& [name, row] : by_symbol)
     out.push_back(std::move(row));
   return out;
@@ -212,9 +215,7 @@ int run(const Options& o) {
   }
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   CLI::App app{"bitmex-top: live top of book of a bitmex-shm segment (read-only)."};
   Options o;
   app.add_option("--shm", o.shm, "Segment name, as given to the feed's --shm")->required();
@@ -237,4 +238,18 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "bitmex-top: {}\n", e.what());
     return 2;
   }
+}
+
+}  // namespace
+
+// Nothing escapes main: an error that even the handlers inside run() could not report is one line.
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bitmex-top: %s\n", e.what());
+  } catch (...) {
+    std::fputs("bitmex-top: unknown error\n", stderr);
+  }
+  return 1;
 }
