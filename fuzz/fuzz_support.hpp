@@ -18,22 +18,22 @@
 #include "engine/feed_engine.hpp"
 
 // A broken invariant: say which and abort (libFuzzer records the input as a crash).
-#define BMX_FUZZ_CHECK(cond, ...)                                                     \
-  do {                                                                                \
-    if (!(cond)) {                                                                    \
-      std::fprintf(stderr, "\ninvariant violated at %s:%d: %s\n  ", __FILE__, __LINE__, \
-                   #cond);                                                            \
-      std::fprintf(stderr, __VA_ARGS__);                                              \
-      std::fprintf(stderr, "\n");                                                     \
-      std::abort();                                                                   \
-    }                                                                                 \
+#define BMX_FUZZ_CHECK(cond, ...)                                                               \
+  do {                                                                                          \
+    if (!(cond)) {                                                                              \
+      std::fprintf(stderr, "\ninvariant violated at %s:%d: %s\n  ", __FILE__, __LINE__, #cond); \
+      std::fprintf(stderr, __VA_ARGS__);                                                        \
+      std::fprintf(stderr, "\n");                                                               \
+      std::abort();                                                                             \
+    }                                                                                           \
   } while (0)
 
 namespace bmx::fuzz {
 
-// One frame in a heap buffer of exactly its length plus simdjson's padding, so that AddressSanitizer
-// sees any read past the padding. The engine promises to accept any padding content: it is filled
-// with quotes and braces rather than the spaces or zeros that would hide a read of it.
+// One frame in a heap buffer of exactly its length plus simdjson's padding, so that
+// AddressSanitizer sees any read past the padding. The engine promises to accept any padding
+// content: it is filled with quotes and braces rather than the spaces or zeros that would hide a
+// read of it.
 class PaddedFrame {
  public:
   explicit PaddedFrame(std::string_view text)
@@ -112,15 +112,14 @@ inline void check_engine(const FeedEngine& e) {
       const OrderBook& book = b->book;
       for (const Side side : {Side::kBuy, Side::kSell}) {
         const uint32_t n = book.depth(side);
-        BMX_FUZZ_CHECK((n == 0) == (book.best(side) == nullptr), "%s symbol %u", t.name.c_str(),
-                       s);
+        BMX_FUZZ_CHECK((n == 0) == (book.best(side) == nullptr), "%s symbol %u", t.name.c_str(), s);
         for (uint32_t i = 0; i < n; ++i) {
           const double p = book.level(side, i).price;
-          BMX_FUZZ_CHECK(p > 0 && p < 1e300, "%s symbol %u level %u price %g", t.name.c_str(), s,
-                         i, p);
+          BMX_FUZZ_CHECK(p > 0 && p < 1e300, "%s symbol %u level %u price %g", t.name.c_str(), s, i,
+                         p);
           if (i == 0) {
-            BMX_FUZZ_CHECK(&book.level(side, 0) == book.best(side), "%s symbol %u",
-                           t.name.c_str(), s);
+            BMX_FUZZ_CHECK(&book.level(side, 0) == book.best(side), "%s symbol %u", t.name.c_str(),
+                           s);
             continue;
           }
           const double better = book.level(side, i - 1).price;
