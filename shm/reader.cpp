@@ -26,13 +26,32 @@ std::string_view to_string(Liveness l) noexcept {
 
 namespace {
 
-// How long a copy keeps retrying a book the producer is changing. A copy of a deep book takes
-// microseconds and the producer holds a book's seqlock for one frame, so this is generous.
+// How long a copy keeps retrying state the producer is changing. A row, trade or quote seqlock is
+// held for one short copy: a bounded spin. A book's is held for a whole frame (milliseconds for the
+// largest partial): spin, then yield, for at most kBookWaitNs. A seqlock that stays odd longer was
+// left so by a producer that died mid-frame, or by a hostile segment; the copy then reports failure
+// instead of yielding for minutes (each yield may give the core away for a whole time slice).
 constexpr int kMaxTries = 100000;
+constexpr int kSpinTries = 64;
+constexpr int64_t kBookWaitNs = 20'000'000;
 
-void pause_briefly(int tries) noexcept {
-  if (tries > 64) std::this_thread::yield();  // the producer is busy with this very book
-}
+// Paces the retries of a book copy: true while another try is allowed. The clock (vDSO, no system
+// call) is read only once the spin is over.
+class BookRetry {
+ public:
+  bool again() noexcept {
+    if (++tries_ <= kSpinTries) return true;
+    const int64_t now = monotonic_ns();
+    if (deadline_ == 0) deadline_ = now + kBookWaitNs;
+    if (now > deadline_ || tries_ > kMaxTries) return false;
+    std::this_thread::yield();  // the producer is busy with this very book
+    return true;
+  }
+
+ private:
+  int tries_ = 0;
+  int64_t deadline_ = 0;
+};
 
 }  // namespace
 
@@ -137,12 +156,9 @@ bool Reader::copy_book(uint16_t table, uint32_t symbol, BookCopy& out) const {
   out.symbol = symbol;
   out.bids.reserve(cap);  // once: later copies do not allocate
   out.asks.reserve(cap);
-  for (int tries = 0; tries < kMaxTries; ++tries) {
+  for (BookRetry retry; retry.again();) {
     const uint64_t s = read_begin(b->seq);
-    if (s & 1) {
-      pause_briefly(tries);
-      continue;
-    }
+    if (s & 1) continue;
     bool sane = true;
     for (int side = 0; side < 2; ++side) {
       const uint32_t begin = b->begin[side].load(std::memory_order_acquire);
@@ -164,7 +180,6 @@ bool Reader::copy_book(uint16_t table, uint32_t symbol, BookCopy& out) const {
       if (sane) return true;
       return false;  // a consistent but impossible book: not ours to trust
     }
-    pause_briefly(tries);
   }
   return false;
 }
@@ -173,12 +188,9 @@ bool Reader::top(uint16_t table, uint32_t symbol, Top& out) const noexcept {
   const Book* b = find_book(table, symbol);
   if (!b) return false;
   const uint32_t slots = seg_.header().level_slots;
-  for (int tries = 0; tries < kMaxTries; ++tries) {
+  for (BookRetry retry; retry.again();) {
     const uint64_t s = read_begin(b->seq);
-    if (s & 1) {
-      pause_briefly(tries);
-      continue;
-    }
+    if (s & 1) continue;
     Top t;
     bool sane = true;
     for (int side = 0; side < 2; ++side) {
