@@ -1019,8 +1019,14 @@ bool FeedEngine::generic_rows(od::array data, TableEntry& t, FrameHeader& h) {
   };
   for (auto row_result : data) {
     od::object row;
-    // Where the row's text starts (only when publishing: the ring carries it as received).
-    const char* row_start = out_ ? json::trim_token(row_result.raw_json_token()).data() : nullptr;
+    // Where the row's text starts (only when publishing: the ring carries it as received). A row
+    // that is an error (the frame broke) has none, and fails just below: taking its token through
+    // the implicit conversion would throw.
+    const char* row_start = nullptr;
+    std::string_view row_token;
+    if (out_ && !row_result.raw_json_token().get(row_token)) {
+      row_start = json::trim_token(row_token).data();
+    }
     if (row_result.get_object().get(row) || !read_generic_row(row, t, row_)) {
       flush();
       h.rows_lost = true;
