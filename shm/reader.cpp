@@ -28,28 +28,36 @@ namespace {
 
 // How long a copy keeps retrying state the producer is changing. A row, trade or quote seqlock is
 // held for one short copy: a bounded spin. A book's is held for a whole frame (milliseconds for the
-// largest partial): spin, then yield, for at most kBookWaitNs. A seqlock that stays odd longer was
-// left so by a producer that died mid-frame, or by a hostile segment; the copy then reports failure
-// instead of yielding for minutes (each yield may give the core away for a whole time slice).
+// largest partial): spin, then yield, as long as the producer makes progress (the sequence moves),
+// up to kMaxTries. A sequence that does not move for kBookStuckNs was left odd by a producer that
+// died mid-frame, or by a hostile segment: the copy then reports failure instead of yielding
+// kMaxTries times (minutes on a busy machine, where each yield may give the core away for a slice).
 constexpr int kMaxTries = 100000;
 constexpr int kSpinTries = 64;
-constexpr int64_t kBookWaitNs = 20'000'000;
+constexpr int64_t kBookStuckNs = 20'000'000;
 
 // Paces the retries of a book copy: true while another try is allowed. The clock (vDSO, no system
 // call) is read only once the spin is over.
 class BookRetry {
  public:
-  bool again() noexcept {
+  bool again(const std::atomic<uint64_t>& seq) noexcept {
     if (++tries_ <= kSpinTries) return true;
+    if (tries_ > kMaxTries) return false;
     const int64_t now = monotonic_ns();
-    if (deadline_ == 0) deadline_ = now + kBookWaitNs;
-    if (now > deadline_ || tries_ > kMaxTries) return false;
+    const uint64_t s = seq.load(std::memory_order_relaxed);
+    if (deadline_ == 0 || s != seen_) {
+      seen_ = s;
+      deadline_ = now + kBookStuckNs;
+    } else if (now > deadline_) {
+      return false;
+    }
     std::this_thread::yield();  // the producer is busy with this very book
     return true;
   }
 
  private:
   int tries_ = 0;
+  uint64_t seen_ = 0;
   int64_t deadline_ = 0;
 };
 
@@ -156,7 +164,7 @@ bool Reader::copy_book(uint16_t table, uint32_t symbol, BookCopy& out) const {
   out.symbol = symbol;
   out.bids.reserve(cap);  // once: later copies do not allocate
   out.asks.reserve(cap);
-  for (BookRetry retry; retry.again();) {
+  for (BookRetry retry; retry.again(b->seq);) {
     const uint64_t s = read_begin(b->seq);
     if (s & 1) continue;
     bool sane = true;
@@ -188,7 +196,7 @@ bool Reader::top(uint16_t table, uint32_t symbol, Top& out) const noexcept {
   const Book* b = find_book(table, symbol);
   if (!b) return false;
   const uint32_t slots = seg_.header().level_slots;
-  for (BookRetry retry; retry.again();) {
+  for (BookRetry retry; retry.again(b->seq);) {
     const uint64_t s = read_begin(b->seq);
     if (s & 1) continue;
     Top t;
@@ -306,7 +314,8 @@ Liveness Reader::liveness(std::chrono::nanoseconds stale_after) const noexcept {
   if (h.producer_pid > 0 && ::kill(h.producer_pid, 0) != 0 && errno == ESRCH) {
     return Liveness::kDead;
   }
-  if (monotonic_ns() - h.heartbeat_ns.load(std::memory_order_relaxed) > stale_after.count()) {
+  // Compared without subtracting the segment's value: a hostile heartbeat must not overflow.
+  if (h.heartbeat_ns.load(std::memory_order_relaxed) < monotonic_ns() - stale_after.count()) {
     return Liveness::kStale;
   }
   return Liveness::kLive;

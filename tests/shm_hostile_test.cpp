@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <thread>
 
@@ -91,6 +92,22 @@ TEST(ShmHostile, BookSeqlockLeftOddFailsTheCopyInBoundedTime) {
   EXPECT_FALSE(r.top(0, 0, t));
   const auto took = std::chrono::steady_clock::now() - start;
   EXPECT_LT(took, std::chrono::seconds(2));
+  Segment::remove(name);
+}
+
+// Found by fuzz_segment_reader (regression hostile-heartbeat-overflows-liveness, from a seed
+// aimed at the heartbeat word): liveness() subtracted the segment's heartbeat from the clock, a
+// signed overflow for a heartbeat near INT64_MIN, which then read as live.
+TEST(ShmHostile, HeartbeatFarInThePastIsStaleNotAnOverflow) {
+  const std::string name = "/bmx-test-hostile-hb-" + std::to_string(::getpid());
+  Segment seg = Segment::create(name, small_config());
+  Writer w(seg);
+  w.set_ready();
+  Reader r = Reader::attach(name);
+  w.heartbeat(INT64_MIN);
+  EXPECT_EQ(r.liveness(), Liveness::kStale);
+  w.heartbeat(monotonic_ns());
+  EXPECT_EQ(r.liveness(), Liveness::kLive);
   Segment::remove(name);
 }
 
