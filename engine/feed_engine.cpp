@@ -824,13 +824,13 @@ bool FeedEngine::begin_partial(TableEntry& t, FrameHeader& h) {
     filter_.push_back(
         RawField{g.field_id(partial_filter_[i].first, UINT32_MAX), partial_filter_[i].second});
   }
-  g.begin_partial(key_ids_, filter_);
+  const bool rekeyed = g.begin_partial(key_ids_, filter_);
   if (filter_symbol == kNoSymbol || other_filters) {
     g.cover_all();  // a whole table, or an account's rows
   } else {
     g.cover_symbol(filter_symbol);
   }
-  if (out_) out_->table_clear(t.id, other_filters ? kNoSymbol : filter_symbol);
+  if (out_) out_->table_clear(t.id, other_filters || rekeyed ? kNoSymbol : filter_symbol);
   return true;
 }
 
