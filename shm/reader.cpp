@@ -270,6 +270,7 @@ int copy_row(const Segment& seg, const RowSlot& rs, RowHeader& h, std::string* t
 }  // namespace
 
 bool Reader::find_row(uint16_t table, std::string_view key, std::string& json) const {
+  if (key.empty()) key = kEmptyKey;  // an empty view may be null: memcmp must not see it
   if (key.size() > kMaxKeyBytes) return false;
   const uint64_t hash = row_hash(table, key.data(), key.size());
   const uint32_t mask = seg_.header().row_slots - 1;
