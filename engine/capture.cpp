@@ -1,6 +1,7 @@
 #include "engine/capture.hpp"
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <stdexcept>
@@ -69,10 +70,13 @@ void Capture::split() {
       int64_t ns = 0;
       if (tab != std::string_view::npos && (colon == std::string_view::npos || tab < colon)) {
         const std::string_view t = line.substr(0, tab);
+        // Nanoseconds since 1970 take 19 digits; more than int64 holds is not a receive time.
         bool digits = !t.empty() && t.size() <= 19;
         for (char ch : t) {
-          digits = digits && ch >= '0' && ch <= '9';
-          ns = ns * 10 + (ch - '0');
+          const int d = ch - '0';
+          digits = digits && d >= 0 && d <= 9 && ns <= (INT64_MAX - d) / 10;
+          if (!digits) break;
+          ns = ns * 10 + d;
         }
         if (digits) {
           frame(line.substr(tab + 1), ns);

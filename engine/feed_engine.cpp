@@ -824,13 +824,13 @@ bool FeedEngine::begin_partial(TableEntry& t, FrameHeader& h) {
     filter_.push_back(
         RawField{g.field_id(partial_filter_[i].first, UINT32_MAX), partial_filter_[i].second});
   }
-  g.begin_partial(key_ids_, filter_);
+  const bool rekeyed = g.begin_partial(key_ids_, filter_);
   if (filter_symbol == kNoSymbol || other_filters) {
     g.cover_all();  // a whole table, or an account's rows
   } else {
     g.cover_symbol(filter_symbol);
   }
-  if (out_) out_->table_clear(t.id, other_filters ? kNoSymbol : filter_symbol);
+  if (out_) out_->table_clear(t.id, other_filters || rekeyed ? kNoSymbol : filter_symbol);
   return true;
 }
 
@@ -1019,8 +1019,14 @@ bool FeedEngine::generic_rows(od::array data, TableEntry& t, FrameHeader& h) {
   };
   for (auto row_result : data) {
     od::object row;
-    // Where the row's text starts (only when publishing: the ring carries it as received).
-    const char* row_start = out_ ? json::trim_token(row_result.raw_json_token()).data() : nullptr;
+    // Where the row's text starts (only when publishing: the ring carries it as received). A row
+    // that is an error (the frame broke) has none, and fails just below: taking its token through
+    // the implicit conversion would throw.
+    const char* row_start = nullptr;
+    std::string_view row_token;
+    if (out_ && !row_result.raw_json_token().get(row_token)) {
+      row_start = json::trim_token(row_token).data();
+    }
     if (row_result.get_object().get(row) || !read_generic_row(row, t, row_)) {
       flush();
       h.rows_lost = true;

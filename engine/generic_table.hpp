@@ -94,8 +94,10 @@ class GenericTable {
   [[nodiscard]] std::string_view field_name(uint32_t id) const noexcept { return fields_.name(id); }
 
   // Partial: set the key fields and drop every row that the filter covers (all rows if the filter
-  // is empty), keeping their memory for reuse. Cold path.
-  void begin_partial(std::span<const uint32_t> keys, std::span<const RawField> filter);
+  // is empty), keeping their memory for reuse. A partial whose keys differ from the previous
+  // partial's drops every row: rows kept under other keys could never be found again. Returns true
+  // when every row was dropped that way. Cold path.
+  bool begin_partial(std::span<const uint32_t> keys, std::span<const RawField> filter);
   [[nodiscard]] bool keyless() const noexcept { return keys_.empty(); }
   [[nodiscard]] std::span<const uint32_t> keys() const noexcept { return keys_; }
 

@@ -172,6 +172,8 @@ constexpr bool parse_unix_seconds(std::string_view s, int64_t& ns) noexcept {
   if (pos != s.size()) return false;
   for (; f < 9; ++f)
     frac *= 10;
+  // Twelve digits of seconds may hold more than int64 nanoseconds do (past the year 2262).
+  if (secs > (INT64_MAX - frac) / 1'000'000'000LL) return false;
   ns = secs * 1'000'000'000LL + frac;
   return true;
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages that bitmex-shm builds with, only those that are missing.
 # Nothing else is ever downloaded: no submodules, no FetchContent, no pip.
+# Usage: scripts/install-deps.sh [--fuzz]   (--fuzz: also clang and libFuzzer, for scripts/fuzz.sh)
 set -euo pipefail
 
 packages=(
@@ -8,6 +9,8 @@ packages=(
   libboost1.81-dev libssl-dev libsimdjson-dev libconcurrentqueue-dev
   libbenchmark-dev libgtest-dev libgmock-dev libcli11-dev libfmt-dev
 )
+fuzz_packages=(clang-14 libclang-rt-14-dev)
+[ "${1:-}" = "--fuzz" ] && packages+=("${fuzz_packages[@]}")
 
 missing=()
 for p in "${packages[@]}"; do

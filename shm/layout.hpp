@@ -20,6 +20,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
 #include <type_traits>
 
 namespace bmx::shm {
@@ -230,6 +231,8 @@ struct alignas(kCacheLine) RowSlot {
 };
 static_assert(sizeof(RowSlot) == 128);
 inline constexpr size_t kMaxKeyBytes = sizeof(RowHeader::key);
+// The empty key (a keyless table's row without a symbol), with a pointer that is never null.
+inline constexpr std::string_view kEmptyKey{""};
 
 // Where a row's probe starts: FNV-1a over the table id and the key. Never 0.
 inline uint64_t row_hash(uint16_t table, const char* key, size_t n) noexcept {

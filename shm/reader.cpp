@@ -26,13 +26,40 @@ std::string_view to_string(Liveness l) noexcept {
 
 namespace {
 
-// How long a copy keeps retrying a book the producer is changing. A copy of a deep book takes
-// microseconds and the producer holds a book's seqlock for one frame, so this is generous.
+// How long a copy keeps retrying state the producer is changing. A row, trade or quote seqlock is
+// held for one short copy: a bounded spin. A book's is held for a whole frame (milliseconds for the
+// largest partial): spin, then yield, as long as the producer makes progress (the sequence moves),
+// up to kMaxTries. A sequence that does not move for kBookStuckNs was left odd by a producer that
+// died mid-frame, or by a hostile segment: the copy then reports failure instead of yielding
+// kMaxTries times (minutes on a busy machine, where each yield may give the core away for a slice).
 constexpr int kMaxTries = 100000;
+constexpr int kSpinTries = 64;
+constexpr int64_t kBookStuckNs = 20'000'000;
 
-void pause_briefly(int tries) noexcept {
-  if (tries > 64) std::this_thread::yield();  // the producer is busy with this very book
-}
+// Paces the retries of a book copy: true while another try is allowed. The clock (vDSO, no system
+// call) is read only once the spin is over.
+class BookRetry {
+ public:
+  bool again(const std::atomic<uint64_t>& seq) noexcept {
+    if (++tries_ <= kSpinTries) return true;
+    if (tries_ > kMaxTries) return false;
+    const int64_t now = monotonic_ns();
+    const uint64_t s = seq.load(std::memory_order_relaxed);
+    if (deadline_ == 0 || s != seen_) {
+      seen_ = s;
+      deadline_ = now + kBookStuckNs;
+    } else if (now > deadline_) {
+      return false;
+    }
+    std::this_thread::yield();  // the producer is busy with this very book
+    return true;
+  }
+
+ private:
+  int tries_ = 0;
+  uint64_t seen_ = 0;
+  int64_t deadline_ = 0;
+};
 
 }  // namespace
 
@@ -137,12 +164,9 @@ bool Reader::copy_book(uint16_t table, uint32_t symbol, BookCopy& out) const {
   out.symbol = symbol;
   out.bids.reserve(cap);  // once: later copies do not allocate
   out.asks.reserve(cap);
-  for (int tries = 0; tries < kMaxTries; ++tries) {
+  for (BookRetry retry; retry.again(b->seq);) {
     const uint64_t s = read_begin(b->seq);
-    if (s & 1) {
-      pause_briefly(tries);
-      continue;
-    }
+    if (s & 1) continue;
     bool sane = true;
     for (int side = 0; side < 2; ++side) {
       const uint32_t begin = b->begin[side].load(std::memory_order_acquire);
@@ -164,7 +188,6 @@ bool Reader::copy_book(uint16_t table, uint32_t symbol, BookCopy& out) const {
       if (sane) return true;
       return false;  // a consistent but impossible book: not ours to trust
     }
-    pause_briefly(tries);
   }
   return false;
 }
@@ -173,12 +196,9 @@ bool Reader::top(uint16_t table, uint32_t symbol, Top& out) const noexcept {
   const Book* b = find_book(table, symbol);
   if (!b) return false;
   const uint32_t slots = seg_.header().level_slots;
-  for (int tries = 0; tries < kMaxTries; ++tries) {
+  for (BookRetry retry; retry.again(b->seq);) {
     const uint64_t s = read_begin(b->seq);
-    if (s & 1) {
-      pause_briefly(tries);
-      continue;
-    }
+    if (s & 1) continue;
     Top t;
     bool sane = true;
     for (int side = 0; side < 2; ++side) {
@@ -250,6 +270,7 @@ int copy_row(const Segment& seg, const RowSlot& rs, RowHeader& h, std::string* t
 }  // namespace
 
 bool Reader::find_row(uint16_t table, std::string_view key, std::string& json) const {
+  if (key.empty()) key = kEmptyKey;  // an empty view may be null: memcmp must not see it
   if (key.size() > kMaxKeyBytes) return false;
   const uint64_t hash = row_hash(table, key.data(), key.size());
   const uint32_t mask = seg_.header().row_slots - 1;
@@ -294,7 +315,8 @@ Liveness Reader::liveness(std::chrono::nanoseconds stale_after) const noexcept {
   if (h.producer_pid > 0 && ::kill(h.producer_pid, 0) != 0 && errno == ESRCH) {
     return Liveness::kDead;
   }
-  if (monotonic_ns() - h.heartbeat_ns.load(std::memory_order_relaxed) > stale_after.count()) {
+  // Compared without subtracting the segment's value: a hostile heartbeat must not overflow.
+  if (h.heartbeat_ns.load(std::memory_order_relaxed) < monotonic_ns() - stale_after.count()) {
     return Liveness::kStale;
   }
   return Liveness::kLive;

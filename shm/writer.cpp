@@ -532,6 +532,7 @@ uint32_t Writer::row_find(uint16_t table, std::string_view key, uint64_t hash,
 
 bool Writer::row_put(uint16_t table, std::string_view key, uint32_t symbol,
                      std::string_view json) noexcept {
+  if (key.empty()) key = kEmptyKey;  // an empty view may be null: memcpy/memcmp must not see it
   const uint64_t hash = row_hash(table, key);
   const uint32_t i = key.size() <= kMaxKeyBytes && json.size() <= h_.row_bytes
                          ? row_find(table, key, hash, true)
@@ -564,6 +565,7 @@ bool Writer::row_put(uint16_t table, std::string_view key, uint32_t symbol,
 }
 
 void Writer::row_erase(uint16_t table, std::string_view key) noexcept {
+  if (key.empty()) key = kEmptyKey;
   if (key.size() > kMaxKeyBytes) return;
   const uint32_t i = row_find(table, key, row_hash(table, key), false);
   if (i == UINT32_MAX) return;

@@ -233,6 +233,23 @@ TEST(GenericTable, PartialWithFilterDropsOnlyTheRowsItCovers) {
   EXPECT_EQ(t.size(), 0u);
 }
 
+// Found by fuzz_frame (regression partial-with-other-keys-left-rows-unreachable): a partial that
+// announced other keys kept the rows its filter did not cover, indexed by the old keys, where no
+// update or delete (keyed by the new ones) could ever find them.
+TEST(GenericTable, PartialWithOtherKeysDropsEveryRow) {
+  GenericTable t("order", 64, 16);
+  EXPECT_FALSE(t.begin_partial(keys(t, {"orderID"}), {}));
+  ASSERT_EQ(t.apply(Action::kInsert, row(t, {{"orderID", R"("a")"}, {"account", "1"}})),
+            Result::kOk);
+  const std::vector<RawField> account2 = {RawField{t.field_id("account", UINT32_MAX), "2"}};
+  EXPECT_FALSE(t.begin_partial(keys(t, {"orderID"}), account2)) << "same keys";
+  EXPECT_NE(t.find("a"), nullptr) << "not covered by the filter: kept";
+
+  EXPECT_TRUE(t.begin_partial(keys(t, {"clOrdID"}), account2));
+  EXPECT_EQ(t.size(), 0u);
+  EXPECT_EQ(t.find("a"), nullptr);
+}
+
 TEST(GenericTable, PartialClearsStaleness) {
   GenericTable t("order", 64, 16);
   t.stale = true;

@@ -182,4 +182,24 @@ TEST(Publish, StaleBookIsMarkedInTheSegment) {
   EXPECT_FALSE(c.stale);
 }
 
+// Found by fuzz_pipeline (regression generic-frame-broken-inside-data-threw): a generic table's
+// frame that broke inside "data" made the publishing engine take the broken row's text through
+// simdjson's throwing conversion, so on_frame threw out of the hot path.
+TEST(Publish, GenericFrameBrokenInsideItsDataIsMalformedNotAnException) {
+  const std::string name = "/bmx-publish-broken-" + std::to_string(::getpid());
+  shm::Segment seg = shm::Segment::create(name, Published::config());
+  shm::Writer writer(seg);
+  FeedEngine engine;
+  engine.publish_to(&writer);
+  FrameResult r;
+  EXPECT_NO_THROW(r = bmxtest::feed(engine, R"({"table":"q","action":"insert","data":[{})"));
+  EXPECT_EQ(r.kind, FrameKind::kMalformed);
+  EXPECT_NO_THROW(r = bmxtest::feed(engine,
+                                    R"({"table":"instrument","action":"partial","keys":["symbol"],)"
+                                    R"("filter":{},"data":[{"symbol":"XBTUSD","state":"Open"},)"));
+  EXPECT_EQ(r.kind, FrameKind::kMalformed);
+  EXPECT_EQ(engine.stats().frames[static_cast<int>(FrameKind::kMalformed)], 2u);
+  shm::Segment::remove(name);
+}
+
 }  // namespace

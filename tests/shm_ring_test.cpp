@@ -671,6 +671,21 @@ TEST(ShmRows, PutFindEraseAndClear) {
   EXPECT_EQ(r.stats().segment_full.load(), 1u);
 }
 
+// Found by fuzz_pipeline (regression keyless-row-without-symbol-null-key): a keyless table's row
+// with no symbol is stored under the empty key, which the engine passes as a default (null) view;
+// memcpy/memcmp of its zero bytes from a null pointer is undefined (UBSan, asan preset).
+TEST(ShmRows, EmptyKeyFromANullViewIsStoredFoundAndErased) {
+  Fixture f("rows-empty-key");
+  Reader r = Reader::attach(f.name);
+  ASSERT_TRUE(f.w.row_put(1, std::string_view{}, kNoSymbol, "{}"));
+  std::string json;
+  ASSERT_TRUE(r.find_row(1, std::string_view{}, json));
+  EXPECT_EQ(json, "{}");
+  ASSERT_TRUE(r.find_row(1, "", json));
+  f.w.row_erase(1, std::string_view{});
+  EXPECT_FALSE(r.find_row(1, std::string_view{}, json));
+}
+
 TEST(ShmTradeQuote, LatestOfEach) {
   Fixture f("tq");
   Reader r = Reader::attach(f.name);

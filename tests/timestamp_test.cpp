@@ -174,4 +174,14 @@ TEST(UnixSeconds, RejectsNonNumbers) {
   }
 }
 
+// Found by fuzz_capture (regression unix-seconds-overflow-int64-ns): seconds * 10^9 overflowed
+// int64 (undefined behaviour) for up to twelve digits of seconds.
+TEST(UnixSeconds, BeyondInt64NanosecondsIsRejectedNotOverflowed) {
+  EXPECT_EQ(unix_or_sentinel("9223372036.854775807"), INT64_MAX);
+  EXPECT_EQ(unix_or_sentinel("9223372036.854775808"), -42);
+  EXPECT_EQ(unix_or_sentinel("9223372037"), -42);
+  EXPECT_EQ(unix_or_sentinel("10617648073.1"), -42);
+  EXPECT_EQ(unix_or_sentinel("999999999999.999999999"), -42);
+}
+
 }  // namespace

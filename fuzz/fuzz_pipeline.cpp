@@ -1,0 +1,162 @@
+// libFuzzer target: sequences of frames, from bytes to engine state and to the shared-memory ring.
+//
+// The input is a capture without receive times: one frame per line. A fresh engine per input
+// publishes into a real segment (one POSIX shm object per process, re-initialised per input and
+// removed at exit) after the fixed partials of fuzz_support.hpp, so that inserts, updates, deletes
+// and new partials of the input meet books and rows that exist. A reader attached to the segment
+// follows the ring from its first record. After every frame:
+//  - the engine's state invariants (check_engine: books ordered, not crossed unless stale, every
+//    keyed row found by its key);
+//  - the ring: sequences strictly increasing, the reader ends each frame at the head, on a record
+//    flagged last-in-frame, and a lapped reader is told how much it lost;
+//  - the segment's books: each engine book has one, stale whenever the engine's is, and not
+//    crossed unless stale;
+//  - allocation, exactly as far as the engine promises it (feed_engine.hpp, engine_alloc_test.cpp):
+//    a frame that is not a partial, names no new table, creates no book, grows no book and is not a
+//    generic table's (whose new keyed rows may allocate, generic_table.hpp) allocates nothing.
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "engine/feed_engine.hpp"
+#include "fuzz/fuzz_support.hpp"
+#include "shm/reader.hpp"
+#include "shm/segment.hpp"
+#include "shm/writer.hpp"
+#include "support/counting_new.hpp"
+
+using namespace bmx;
+
+namespace {
+
+// Sized like the engine (small_engine) so that every symbol and table has its place; a small ring
+// so that long frames lap the reader.
+shm::SegmentConfig segment_config() {
+  shm::SegmentConfig c;
+  c.ring_slots = 1024;
+  c.max_symbols = fuzz::small_engine().max_symbols;
+  c.max_tables = fuzz::small_engine().max_tables;
+  c.max_books = 16;
+  c.book_levels = 64;
+  c.row_slots = 64;
+  c.row_bytes = 1024;
+  return c;
+}
+
+struct SegmentName {
+  std::string name = "/bmx-fuzz-pipeline-" + std::to_string(::getpid());
+  ~SegmentName() { shm::Segment::remove(name); }
+};
+const std::string& segment_name() {
+  static SegmentName n;
+  return n.name;
+}
+
+size_t book_count(const FeedEngine& e) {
+  size_t n = 0;
+  for (const auto& t : e.tables()) {
+    for (const auto& b : t.books)
+      n += b != nullptr;
+  }
+  return n;
+}
+
+class Pipeline {
+ public:
+  Pipeline()
+      : seg_(shm::Segment::create(segment_name(), segment_config())),
+        writer_(seg_),
+        engine_(fuzz::small_engine()) {
+    engine_.publish_to(&writer_);
+    reader_.emplace(shm::Segment::attach(segment_name(), std::chrono::milliseconds(0)));
+    reader_->seek(1);
+  }
+
+  void frame(std::string_view text) {
+    const fuzz::PaddedFrame f(text);  // allocates: before the count
+    const Stats before = engine_.stats();
+    const size_t tables = engine_.tables().size(), books = book_count(engine_);
+    const uint64_t allocs = testing::allocation_count();
+    const FrameResult r = engine_.on_frame(f.data(), f.size(), f.capacity(), ++recv_ns_);
+    engine_.drain_events([](const Event&) {});
+    const uint64_t allocated = testing::allocation_count() - allocs;
+
+    const bool generic = r.table < engine_.tables().size() && !engine_.tables()[r.table].is_book;
+    if (r.action != Action::kPartial && !generic && engine_.tables().size() == tables &&
+        book_count(engine_) == books && engine_.stats().book_growths == before.book_growths) {
+      BMX_FUZZ_CHECK(allocated == 0, "%llu allocations applying a frame of kind %d: %.*s",
+                     static_cast<unsigned long long>(allocated), static_cast<int>(r.kind),
+                     static_cast<int>(std::min<size_t>(text.size(), 200)), text.data());
+    }
+    fuzz::check_engine(engine_);
+    check_ring();
+    check_books();
+  }
+
+ private:
+  void check_ring() {
+    shm::Reader& rd = *reader_;
+    bool flagged_last = true;
+    for (;;) {
+      const shm::PollResult p = rd.poll(
+          [&](const shm::Delta& d) {
+            BMX_FUZZ_CHECK(d.seq > last_seq_, "ring sequence %llu after %llu",
+                           static_cast<unsigned long long>(d.seq),
+                           static_cast<unsigned long long>(last_seq_));
+            last_seq_ = d.seq;
+            flagged_last = d.last_in_frame();
+          },
+          UINT32_MAX);
+      BMX_FUZZ_CHECK(!p.restarted, "the segment's epoch changed under the reader");
+      if (p.lapped) {
+        BMX_FUZZ_CHECK(p.lost > 0 && rd.cursor() == rd.head(), "a lapped reader is told and moved");
+        flagged_last = true;  // the head is a frame boundary
+        continue;
+      }
+      if (p.records == 0) break;
+    }
+    BMX_FUZZ_CHECK(rd.cursor() == rd.head() && rd.head() == writer_.next_seq(),
+                   "after the frame the reader is at the head");
+    BMX_FUZZ_CHECK(flagged_last, "the frame's last record is flagged last-in-frame");
+  }
+
+  void check_books() {
+    for (const FeedEngine::TableEntry& t : engine_.tables()) {
+      for (uint32_t s = 0; s < t.books.size(); ++s) {
+        const FeedEngine::BookEntry* b = t.books[s].get();
+        if (!b || !b->shm) continue;  // no book slot left in the segment (counted)
+        shm::Top top;
+        BMX_FUZZ_CHECK(reader_->top(t.id, s, top), "%s symbol %u has a readable segment book",
+                       t.name.c_str(), s);
+        BMX_FUZZ_CHECK(top.stale || !b->stale, "%s symbol %u stale in the engine, not the segment",
+                       t.name.c_str(), s);
+        BMX_FUZZ_CHECK(top.stale || !top.has_bid || !top.has_ask || top.bid.price < top.ask.price,
+                       "%s symbol %u: segment book crossed and not stale (%g / %g)", t.name.c_str(),
+                       s, top.bid.price, top.ask.price);
+      }
+    }
+  }
+
+  shm::Segment seg_;
+  shm::Writer writer_;
+  FeedEngine engine_;
+  std::optional<shm::Reader> reader_;
+  uint64_t last_seq_ = 0;
+  int64_t recv_ns_ = 0;
+};
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  Pipeline p;
+  for (const std::string_view f : fuzz::kWarmUp)
+    p.frame(f);
+  for (const std::string_view f : fuzz::split_lines(data, size))
+    p.frame(f);
+  return 0;
+}
