@@ -232,7 +232,7 @@ bool Reader::trade_quote(uint32_t symbol, TradeQuoteBody& out) const noexcept {
   for (int tries = 0; tries < kMaxTries; ++tries) {
     const uint64_t s = read_begin(tq.seq);
     if (s & 1) continue;
-    TradeQuoteBody body;
+    TradeQuoteBody body{};
     load_words(&body, &tq.body, sizeof(TradeQuoteBody) / 8);
     if (read_valid(tq.seq, s)) {
       out = body;
@@ -255,7 +255,7 @@ int copy_row(const Segment& seg, const RowSlot& rs, RowHeader& h, std::string* t
     if (s & 1) continue;
     load_words(&h, &rs.h, sizeof(RowHeader) / 8);
     if (text && h.state == 1 && h.text_bytes <= cap) {
-      text->resize((h.text_bytes + 7) / 8 * 8);
+      text->resize((size_t{h.text_bytes} + 7) / 8 * 8);
       load_words(text->data(), seg.row_text(const_cast<RowSlot&>(rs)), text->size() / 8);
       text->resize(h.text_bytes);
     }
@@ -275,7 +275,7 @@ bool Reader::find_row(uint16_t table, std::string_view key, std::string& json) c
   const uint64_t hash = row_hash(table, key.data(), key.size());
   const uint32_t mask = seg_.header().row_slots - 1;
   for (uint32_t n = 0, i = static_cast<uint32_t>(hash) & mask; n <= mask; ++n, i = (i + 1) & mask) {
-    RowHeader h;
+    RowHeader h{};
     const int state = copy_row(seg_, seg_.row_slot(i), h, nullptr);
     if (state == 0) return false;
     if (state == 1 && h.hash == hash && h.table == table && h.key_bytes == key.size() &&
@@ -295,7 +295,7 @@ std::vector<std::pair<std::string, std::string>> Reader::rows(uint16_t table) co
   std::vector<std::pair<std::string, std::string>> out;
   std::string text;
   for (uint32_t i = 0; i < seg_.header().row_slots; ++i) {
-    RowHeader h;
+    RowHeader h{};
     if (copy_row(seg_, seg_.row_slot(i), h, &text) == 1 && h.table == table) {
       out.emplace_back(std::string(h.key, h.key_bytes), text);
     }
