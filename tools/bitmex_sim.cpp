@@ -127,6 +127,10 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({429u, 503u}))
       ->needs(refuse)
       ->capture_default_str();
+  app.add_flag("--loop", o.loop,
+               "Serve the recording again and again on a connection: at its end, print 'lap N on "
+               "connection C' and go on from its first frame (its partials included); 'served' "
+               "never comes");
   app.add_option("--chaos", o.chaos_seed,
                  "Chaos mode with this seed: a session that goes on across connections, with "
                  "random faults (see above)");

@@ -286,6 +286,16 @@ class Connection {
         advance();
         continue;
       }
+      if (o_.loop && !silent_ && !ending_ && streaming_ && cursor_ >= frames.size()) {
+        // --loop: the recording again, from its first frame (its partials reset the state), at
+        // its pace from now.
+        cursor_ = 0;
+        for (auto& [key, first] : starts_)
+          first = 0;  // every subscribed topic gets the recording whole, partials first
+        start_ = Clock::now();
+        say("lap {} on connection {}", ++laps_, number_);
+        continue;
+      }
       if (!silent_ && !ending_ && streaming_ && !served_) {
         served_ = true;
         if (chaos_) {
@@ -669,6 +679,7 @@ class Connection {
   std::set<Key> whole_books_;            // chaos: books whose partial the client has whole
   uint16_t last_table_id_ = UINT16_MAX;
   bool pong_seen_ = false;
+  uint64_t laps_ = 0;    // --loop: times the recording was served whole
   bool ending_ = false;  // chaos: an oversized frame was sent, the client will leave
   std::deque<Out> queue_;
   std::map<std::string, std::vector<Key>> topics_;  // subscribed topic -> its keys
