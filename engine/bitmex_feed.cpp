@@ -209,6 +209,9 @@ int run(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--backoff-max-ms", o.backoff_max_ms, "Largest reconnect delay")
       ->capture_default_str();
+  app.add_option("--repair-every-ms", o.repair_every_ms,
+                 "Resubscribe a stale book's topic at most this often (0: at every staleness)")
+      ->capture_default_str();
   app.add_option("--max-connections", o.max_connections,
                  "Give up (exit 1) after this many connections (0: never)")
       ->capture_default_str();
@@ -294,9 +297,11 @@ int run(int argc, char** argv) {
       frames += f;
     fmt::print(stderr,
                "bitmex-feed: {} frames; {} sessions, {} reconnects, {} refused handshakes, {} "
-               "dead links, {} repairs, {} oversized frames\n",
+               "dead links, {} repairs, {} oversized frames, {} malformed frames, {} unknown "
+               "levels\n",
                frames, s.sessions.load(), s.reconnects.load(), s.refused.load(),
-               s.dead_links.load(), s.repairs.load(), s.oversized.load());
+               s.dead_links.load(), s.repairs.load(), s.oversized.load(),
+               es.frames[static_cast<size_t>(bmx::FrameKind::kMalformed)], es.unknown_levels);
     if (o.allocation_count) {
       fmt::print(stderr, "bitmex-feed: {} allocations while reading and applying {} delta frames\n",
                  s.delta_allocs.load(), s.delta_frames.load());

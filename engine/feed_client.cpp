@@ -227,7 +227,9 @@ struct FeedClient::Impl {
         exit_code = 1;
         break;
       }
-      engine.link_lost();
+      // A session that was live is lost: its books go stale (counted once, as the segment's
+      // reconnects). A connection or handshake that failed lost nothing more.
+      if (end == End::kLost) engine.link_lost();
       if (writer) writer->set_link(shm::LinkState::kReconnecting);
       if (opts.max_connections > 0 && connections >= opts.max_connections) {
         note("giving up after {} connection(s) (--max-connections)", connections);

@@ -43,7 +43,29 @@ int main(int argc, char** argv) {
       "When the last recorded frame has been sent on a connection, prints 'served FRAMES frames\n"
       "on connection C' on stdout (FRAMES: every text frame sent on it so far) and keeps the\n"
       "connection open until the client leaves. Connection events are logged on stderr.\n"
-      "Connections are numbered from 1 in accept order, refused handshakes included."};
+      "Connections are numbered from 1 in accept order, refused handshakes included.\n\n"
+      "Chaos mode (--chaos SEED): one session across connections. Each new connection resumes\n"
+      "the recording where the previous one stopped (its partials are the recording's state at\n"
+      "that point, trade and quote included, as BitMEX serves current state on reconnect), and\n"
+      "random faults are injected until --chaos-faults of them were: inside a connection, after\n"
+      "1..--chaos-max-gap table frames, one of close, reset, silent, oversized (a frame of\n"
+      "--oversized-bytes), malformed (a truncated frame), unknown-level (an update of a level a\n"
+      "book the client holds whole lacks); the first four end the link, and after the other two\n"
+      "the next fault is drawn. A reset waits until the client has read everything (a websocket\n"
+      "ping answered), so that every earlier fault reached it. The first handshake after a\n"
+      "connection meets, with --chaos-storm-percent chance, a refusal storm: 429 or 503 for\n"
+      "1..--chaos-max-refusals handshakes (one fault, refuse429 or refuse503). Then the rest of\n"
+      "the recording is served cleanly. The schedule is a function of SEED (splitmix64); where\n"
+      "faults land in the recording also depends on when the client subscribes.\n"
+      "Lines on stdout for tests (POS: the recording's state after its first POS table frames):\n"
+      "  partial TABLE[:SYMBOL] position POS connection C   every partial written\n"
+      "  fault N KIND connection C position POS [book TABLE:SYMBOL level ID | bytes B |\n"
+      "        refusals R]                                   each fault injected\n"
+      "  chaos summary faults N close A reset B silent C oversized D malformed E unknown-level F\n"
+      "        refuse429 G refuse503 H refused-handshakes R connections W\n"
+      "                                                      when the recording ends (before\n"
+      "                                                      'served'); fewer faults than asked\n"
+      "                                                      when the recording ran out first"};
   bmx::sim::Options o;
   std::string pace = "fast";
   std::string secret_file;
@@ -104,6 +126,27 @@ int main(int argc, char** argv) {
   app.add_option("--refuse-status", o.refuse_status, "HTTP status of refused handshakes")
       ->check(CLI::IsMember({429u, 503u}))
       ->needs(refuse)
+      ->capture_default_str();
+  app.add_flag("--loop", o.loop,
+               "Serve the recording again and again on a connection: at its end, print 'lap N on "
+               "connection C' and go on from its first frame (its partials included); 'served' "
+               "never comes");
+  app.add_option("--chaos", o.chaos_seed,
+                 "Chaos mode with this seed: a session that goes on across connections, with "
+                 "random faults (see above)");
+  app.add_option("--chaos-faults", o.chaos_faults, "Faults to inject in chaos mode")
+      ->capture_default_str();
+  app.add_option("--chaos-max-gap", o.chaos_max_gap,
+                 "Most table frames before each fault in chaos mode")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--chaos-max-refusals", o.chaos_max_refusals,
+                 "Most handshakes one refusal storm refuses")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--chaos-storm-percent", o.chaos_storm_percent,
+                 "Chance (%) that a reconnection's handshake meets a refusal storm")
+      ->check(CLI::Range(0, 100))
       ->capture_default_str();
   app.add_option("--exit-after-connections", o.exit_after_connections,
                  "Exit 0 once N connections (refused ones included) have ended; 0: serve "

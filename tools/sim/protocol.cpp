@@ -161,6 +161,30 @@ std::string book_partial(const FeedEngine& engine, std::string_view table,
   return out;
 }
 
+std::string keyless_partial(const FeedEngine& engine, std::string_view table,
+                            std::string_view symbol) {
+  const uint16_t t = engine.find_table(table);
+  if (t == Event::kNoTable) return {};
+  const FeedEngine::TableEntry& e = engine.tables()[t];
+  if (e.is_book || !e.generic || !e.generic->has_partial() || !e.generic->keyless()) return {};
+  const uint32_t s = engine.symbols().find(symbol);
+  if (s == Interner::kNone || !e.generic->covers(s)) return {};
+  const std::string sym = quoted(symbol);
+  std::string out = R"({"table":)" + quoted(table) +
+                    R"(,"action":"partial","keys":[],"types":{},"foreignKeys":{},)"
+                    R"("attributes":{},"filter":{"symbol":)" +
+                    sym + R"(},"data":[)";
+  const uint32_t field = e.generic->symbol_field();
+  bool first = true;
+  e.generic->for_each([&](std::string_view, const GenericTable::Row& row) {
+    if (row.value(field) != sym) return;
+    if (!first) out += ',';
+    first = false;
+    e.generic->append_json(row, out);
+  });
+  return out + "]}";
+}
+
 std::string filter_rows(std::string_view frame, const std::function<bool(std::string_view)>& keep) {
   simdjson::dom::parser parser;
   simdjson::dom::element doc;

@@ -58,6 +58,12 @@ std::optional<std::string> check_auth(std::string_view key, std::string_view sec
 // book (no partial yet, or stale).
 std::string book_partial(const FeedEngine& engine, std::string_view table, std::string_view symbol);
 
+// A partial of `symbol`'s row in the keyless table `table` (trade, quote, ...) as the engine
+// holds it now: the table's latest row for that symbol (none when it has none). Empty when the
+// engine has no partial of that table, the table has keys, or its partial did not cover `symbol`.
+std::string keyless_partial(const FeedEngine& engine, std::string_view table,
+                            std::string_view symbol);
+
 // `frame` with only the rows whose symbol `keep` accepts (other fields as recorded, minified);
 // empty when no row is kept or the frame does not parse.
 std::string filter_rows(std::string_view frame, const std::function<bool(std::string_view)>& keep);

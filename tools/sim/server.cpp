@@ -9,13 +9,16 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
+#include <string_view>
 
 #include <fmt/core.h>
 #include <boost/asio.hpp>
@@ -63,39 +66,171 @@ tcp::socket& socket_of(Stream& s) {
   return beast::get_lowest_layer(s).socket();
 }
 
+// Machine-readable lines for tests, on stdout, flushed at once.
+template <class... Args>
+void say(fmt::format_string<Args...> f, Args&&... args) {
+  fmt::print(stdout, f, std::forward<Args>(args)...);
+  std::fputc('\n', stdout);
+  std::fflush(stdout);
+}
+
+// What the connections of one session share: the engine that follows the recording (so that a
+// partial is the recording's state at the cursor) and the cursor. Without chaos each connection
+// has its own, from the beginning; in chaos mode one lives as long as the server.
+struct Session {
+  std::unique_ptr<FeedEngine> engine = std::make_unique<FeedEngine>();
+  uint32_t cursor = 0;  // next recorded frame
+};
+
+enum class Fault : uint8_t {
+  kClose,
+  kReset,
+  kSilent,
+  kOversized,
+  kMalformed,
+  kUnknownLevel,
+  kRefuse429,
+  kRefuse503,
+};
+constexpr size_t kFaultKinds = 8;
+constexpr size_t kLinkFaultKinds = 6;  // the ones injected inside a connection (before 429/503)
+constexpr std::string_view kFaultNames[kFaultKinds] = {"close",     "reset",     "silent",
+                                                       "oversized", "malformed", "unknown-level",
+                                                       "refuse429", "refuse503"};
+
+// --chaos: the fault schedule, drawn from one seeded generator (splitmix64, so that a seed means
+// the same schedule on every platform), and what was injected.
+struct Chaos {
+  explicit Chaos(const Options& o) : state(*o.chaos_seed), limit(o.chaos_faults) {}
+  uint64_t next() noexcept {
+    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  uint64_t below(uint64_t n) noexcept { return n == 0 ? 0 : next() % n; }
+  [[nodiscard]] bool done() const noexcept { return injected >= limit || exhausted; }
+  // Counts a fault and prints its line; the rest of the line (`extra`) is the caller's.
+  void record(Fault f, uint64_t connection, uint32_t position, std::string_view extra = {}) {
+    ++injected;
+    ++counts[static_cast<size_t>(f)];
+    say("fault {} {} connection {} position {}{}", injected, kFaultNames[static_cast<size_t>(f)],
+        connection, position, extra);
+  }
+  void summary() {
+    if (summarised) return;
+    summarised = true;
+    std::string per_kind;
+    for (size_t k = 0; k < kFaultKinds; ++k)
+      per_kind += fmt::format(" {} {}", kFaultNames[k], counts[k]);
+    say("chaos summary faults {}{} refused-handshakes {} connections {}", injected, per_kind,
+        refused, connections);
+  }
+
+  uint64_t state;
+  uint64_t limit;
+  uint64_t injected = 0;
+  bool exhausted = false;  // the recording ended first: no more faults
+  bool summarised = false;
+  std::array<uint64_t, kFaultKinds> counts{};
+  uint64_t refused = 0;      // handshakes refused by storms
+  uint64_t connections = 0;  // websocket connections accepted
+  uint64_t storm_left = 0;   // handshakes the current storm still refuses
+  unsigned storm_status = 0;
+  bool storm_drawn = false;  // since the last accepted connection
+};
+
 // One websocket connection, from the accepted upgrade until the client leaves.
 template <class NextLayer>
 class Connection {
  public:
   Connection(websocket::stream<NextLayer>& ws, const Options& o, const Recording& rec,
-             uint64_t number, bool faults)
+             uint64_t number, bool faults, Session& session, Chaos* chaos)
       : ws_(ws),
         o_(o),
         rec_(rec),
         number_(number),
         faults_(faults),
         wake_(ws.get_executor()),
-        engine_(std::make_unique<FeedEngine>()) {}
+        engine_(session.engine),
+        cursor_(session.cursor),
+        chaos_(chaos) {}
 
   awaitable<void> run() {
     using namespace asio::experimental::awaitable_operators;
-    push_owned(welcome_frame(wall_now()), false);
+    push_owned(welcome_frame(wall_now()));
+    ws_.control_callback([this](websocket::frame_type kind, beast::string_view) {
+      if (kind == websocket::frame_type::pong) {
+        pong_seen_ = true;
+        wake();
+      }
+    });
+    if (chaos_ && !chaos_->done()) draw_fault();
     co_await (reader() && writer());
+    ws_.control_callback();
   }
 
  private:
   using Key = std::pair<uint16_t, uint32_t>;  // (table, symbol); symbol kNoPos: rows without one
   struct Out {
     std::string owned;
-    std::string_view recorded;  // set: a recorded frame, sent from the capture buffer
-    bool table = false;         // counts towards the fault thresholds
+    std::string_view recorded;       // set: a recorded frame, sent from the capture buffer
+    bool table = false;              // counts towards the fault thresholds
+    uint16_t table_id = UINT16_MAX;  // table frames: the recording's table id
+    // A partial: its table, the symbols it replaces (kNoPos: a whole-table partial) and the
+    // recorded position its state reflects (the state after the first `position` table frames).
+    bool partial = false;
+    uint16_t ptable = 0;
+    std::vector<uint32_t> psymbols;
+    uint32_t position = 0;
     [[nodiscard]] std::string_view text() const {
       return recorded.data() != nullptr ? recorded : std::string_view(owned);
     }
   };
 
-  void push_owned(std::string s, bool table) { queue_.push_back(Out{std::move(s), {}, table}); }
-  void push_recorded(std::string_view s) { queue_.push_back(Out{{}, s, true}); }
+  // A frame this server built (not a recorded one).
+  static Out built(std::string s) {
+    Out out;
+    out.owned = std::move(s);
+    return out;
+  }
+  void push_owned(std::string s) { queue_.push_back(built(std::move(s))); }
+  // A table frame of table `t`: built here, or recorded (sent from the capture buffer).
+  void push_table(std::string s, uint16_t t) {
+    queue_.push_back(built(std::move(s)));
+    queue_.back().table = true;
+    queue_.back().table_id = t;
+  }
+  void push_recorded(std::string_view s, uint16_t t) {
+    Out out;
+    out.recorded = s;
+    out.table = true;
+    out.table_id = t;
+    queue_.push_back(std::move(out));
+  }
+  // The frame just queued is a partial of `table` for `symbols`, reflecting `position`.
+  void mark_partial(uint16_t table, std::vector<uint32_t> symbols, uint32_t position) {
+    Out& out = queue_.back();
+    out.partial = true;
+    out.ptable = table;
+    out.psymbols = std::move(symbols);
+    out.position = position;
+  }
+
+  // After a partial was written: its line for tests, and, in chaos mode, its books are known to
+  // be whole at the client (a target for an unknown-level fault).
+  void sent_partial(const Out& out) {
+    const std::string& table = rec_.table_name(out.ptable);
+    for (const uint32_t s : out.psymbols) {
+      if (s == kNoPos) {
+        say("partial {} position {} connection {}", table, out.position, number_);
+      } else {
+        say("partial {}:{} position {} connection {}", table, rec_.symbol_name(s), out.position,
+            number_);
+        if (Recording::is_book_table(table)) whole_books_.insert({out.ptable, s});
+      }
+    }
+  }
   void wake() { wake_.cancel(); }
 
   awaitable<void> reader() {
@@ -130,14 +265,16 @@ class Connection {
         auto [ec, n] = co_await ws_.async_write(asio::buffer(out.text()), kNoThrow);
         if (ec) break;
         ++frames_sent_;
+        if (out.partial && chaos_) sent_partial(out);
         if (out.table) {
           ++table_frames_;
           last_table_ = out.text().substr(0, 100);
-          if (co_await inject_faults()) break;
+          last_table_id_ = out.table_id;
+          if (chaos_ ? co_await chaos_fault() : co_await inject_faults()) break;
         }
         continue;
       }
-      if (!silent_ && streaming_ && cursor_ < frames.size()) {
+      if (!silent_ && !ending_ && streaming_ && cursor_ < frames.size()) {
         if (o_.pace_recorded) {
           const auto due = due_time(frames[cursor_]);
           if (due > Clock::now()) {
@@ -149,8 +286,23 @@ class Connection {
         advance();
         continue;
       }
-      if (!silent_ && streaming_ && !served_) {
+      if (o_.loop && !silent_ && !ending_ && streaming_ && cursor_ >= frames.size()) {
+        // --loop: the recording again, from its first frame (its partials reset the state), at
+        // its pace from now.
+        cursor_ = 0;
+        for (auto& [key, first] : starts_)
+          first = 0;  // every subscribed topic gets the recording whole, partials first
+        start_ = Clock::now();
+        say("lap {} on connection {}", ++laps_, number_);
+        continue;
+      }
+      if (!silent_ && !ending_ && streaming_ && !served_) {
         served_ = true;
+        if (chaos_) {
+          // Faults not injected by now never will be: the recording is over.
+          if (!chaos_->done()) chaos_->exhausted = true;
+          chaos_->summary();
+        }
         fmt::print("served {} frames on connection {}\n", frames_sent_, number_);
         std::fflush(stdout);
         log("connection {}: recording served ({} frames sent)", number_, frames_sent_);
@@ -177,15 +329,23 @@ class Connection {
     for (const uint32_t s : f.symbols)
       wanted += subscribed(f.table, s, pos);
     if (f.symbols.empty()) {
-      if (subscribed(f.table, kNoPos, pos)) push_recorded(f.text);
+      if (!subscribed(f.table, kNoPos, pos)) return;
+      push_recorded(f.text, f.table);
+      if (f.partial) mark_partial(f.table, {kNoPos}, pos + 1);
     } else if (wanted == f.symbols.size()) {
-      push_recorded(f.text);
+      push_recorded(f.text, f.table);
+      if (f.partial) mark_partial(f.table, f.symbols, pos + 1);
     } else if (wanted > 0) {
+      std::vector<uint32_t> kept;
       std::string part = filter_rows(f.text, [&](std::string_view sym) {
         const auto id = rec_.find_symbol(sym);
-        return id && subscribed(f.table, *id, pos);
+        if (!id || !subscribed(f.table, *id, pos)) return false;
+        if (std::find(kept.begin(), kept.end(), *id) == kept.end()) kept.push_back(*id);
+        return true;
       });
-      if (!part.empty()) push_owned(std::move(part), true);
+      if (part.empty()) return;
+      push_table(std::move(part), f.table);
+      if (f.partial) mark_partial(f.table, std::move(kept), pos + 1);
     }
   }
 
@@ -201,12 +361,10 @@ class Connection {
   void on_text(const std::string& text) {
     const Request r = parse_request(text);
     if (r.kind == Request::Kind::kPing) {
-      push_owned("pong", false);
+      push_owned("pong");
     } else if (r.kind == Request::Kind::kInvalid) {
-      push_owned(
-          error_frame(400, "Unrecognized request. See the docs or send 'help' for more details.",
-                      r.raw),
-          false);
+      push_owned(error_frame(
+          400, "Unrecognized request. See the docs or send 'help' for more details.", r.raw));
     } else if (r.op == "subscribe") {
       subscribe(r);
     } else if (r.op == "unsubscribe") {
@@ -214,13 +372,12 @@ class Connection {
     } else if (r.op == "cancelAllAfter") {
       if (r.integer && *r.integer >= 0) {
         log("connection {}: cancelAllAfter {}", number_, *r.integer);
-        push_owned(cancel_all_after_reply(wall_now(), *r.integer), false);
+        push_owned(cancel_all_after_reply(wall_now(), *r.integer));
       } else {
-        push_owned(error_frame(400, "cancelAllAfter takes one integer: the timeout in ms", r.raw),
-                   false);
+        push_owned(error_frame(400, "cancelAllAfter takes one integer: the timeout in ms", r.raw));
       }
     } else {
-      push_owned(error_frame(400, "Unknown op", r.raw), false);
+      push_owned(error_frame(400, "Unknown op", r.raw));
     }
   }
 
@@ -245,13 +402,12 @@ class Connection {
     for (const std::string& topic : r.topics) {
       const auto t = resolve(topic);
       if (!t) {
-        push_owned(error_frame(400, "Unknown or expired table: " + topic, r.raw), false);
+        push_owned(error_frame(400, "Unknown or expired table: " + topic, r.raw));
         log("connection {}: subscribe {} refused: not in the recording", number_, topic);
       } else if (topics_.count(topic) != 0) {
-        push_owned(error_frame(400, "You are already subscribed to this topic: " + topic, r.raw),
-                   false);
+        push_owned(error_frame(400, "You are already subscribed to this topic: " + topic, r.raw));
       } else {
-        push_owned(subscribe_ack(topic, r.raw), false);
+        push_owned(subscribe_ack(topic, r.raw));
         log("connection {}: subscribe {}", number_, topic);
         accepted.emplace_back(topic, *t);
       }
@@ -259,6 +415,12 @@ class Connection {
     if (!accepted.empty() && !streaming_) {
       streaming_ = true;
       start_ = Clock::now();
+      // A resumed session (chaos) goes on at the recording's pace from the cursor.
+      if (cursor_ < rec_.frames().size()) {
+        const int64_t at = rec_.frames()[cursor_].recv_ns;
+        if (at > rec_.first_recv_ns())
+          start_ -= std::chrono::nanoseconds(at - rec_.first_recv_ns());
+      }
     }
     for (const auto& [topic, t] : accepted) {
       auto& keys = topics_[topic];
@@ -290,7 +452,17 @@ class Connection {
     if (Recording::is_book_table(tname)) {
       std::string p = book_partial(*engine_, tname, rec_.symbol_name(symbol));
       if (!p.empty()) {
-        push_owned(std::move(p), true);
+        push_table(std::move(p), table);
+        mark_partial(table, {symbol}, cursor_);
+        return cursor_;
+      }
+    } else if (chaos_ && symbol != kNoPos) {
+      // A session that goes on across connections serves the current row, as BitMEX does: the
+      // recorded partial may be far behind the cursor.
+      std::string p = keyless_partial(*engine_, tname, rec_.symbol_name(symbol));
+      if (!p.empty()) {
+        push_table(std::move(p), table);
+        mark_partial(table, {symbol}, cursor_);
         return cursor_;
       }
     }
@@ -298,13 +470,20 @@ class Connection {
     if (pos == kNoPos) return cursor_;
     const RecordedFrame& f = rec_.frames()[pos];
     if (f.symbols.size() <= 1) {
-      push_recorded(f.text);
+      push_recorded(f.text, table);
+      mark_partial(table, f.symbols.empty() ? std::vector<uint32_t>{kNoPos} : f.symbols, pos + 1);
     } else if (whole_topic) {
-      if (sent.insert(pos).second) push_recorded(f.text);  // once for all its symbols
+      if (sent.insert(pos).second) {  // once for all its symbols
+        push_recorded(f.text, table);
+        mark_partial(table, f.symbols, pos + 1);
+      }
     } else {
       const std::string& want = rec_.symbol_name(symbol);
       std::string part = filter_rows(f.text, [&](std::string_view s) { return s == want; });
-      if (!part.empty()) push_owned(std::move(part), true);
+      if (!part.empty()) {
+        push_table(std::move(part), table);
+        mark_partial(table, {symbol}, pos + 1);
+      }
     }
     return pos + 1;
   }
@@ -313,8 +492,7 @@ class Connection {
     for (const std::string& topic : r.topics) {
       const auto it = topics_.find(topic);
       if (it == topics_.end()) {
-        push_owned(error_frame(400, "You are not subscribed to this topic: " + topic, r.raw),
-                   false);
+        push_owned(error_frame(400, "You are not subscribed to this topic: " + topic, r.raw));
         continue;
       }
       const std::vector<Key> keys = std::move(it->second);
@@ -323,11 +501,107 @@ class Connection {
         const bool still = std::any_of(topics_.begin(), topics_.end(), [&](const auto& other) {
           return std::find(other.second.begin(), other.second.end(), k) != other.second.end();
         });
-        if (!still) starts_.erase(k);
+        if (!still) {
+          starts_.erase(k);
+          whole_books_.erase(k);
+        }
       }
-      push_owned(unsubscribe_ack(topic, r.raw), false);
+      push_owned(unsubscribe_ack(topic, r.raw));
       log("connection {}: unsubscribe {}", number_, topic);
     }
+  }
+
+  // Chaos: the connection's next fault, a kind among those injected inside a connection and a
+  // gap in table frames from now.
+  void draw_fault() {
+    pending_ = static_cast<Fault>(chaos_->below(kLinkFaultKinds));
+    gap_ = 1 + chaos_->below(o_.chaos_max_gap);
+    since_ = 0;
+  }
+
+  // Chaos, after each table frame sent: injects the pending fault when its gap is over. True when
+  // the connection is gone (closed or reset). A fault that ends the link (close, reset, silence,
+  // an oversized frame) is the connection's last; after the others the next one is drawn.
+  awaitable<bool> chaos_fault() {
+    if (!pending_ || chaos_->done() || ++since_ < gap_) co_return false;
+    const Fault f = *pending_;
+    pending_.reset();
+    const uint32_t at = cursor_;
+    switch (f) {
+      case Fault::kClose:
+        chaos_->record(f, number_, at);
+        co_await ws_.async_close(websocket::close_code::normal, kNoThrow);
+        co_return true;
+      case Fault::kReset: {
+        // Only once the client has read everything sent (a websocket ping answered: pongs come
+        // back in stream order), so that every fault before the reset reached it and is counted.
+        pong_seen_ = false;
+        auto [pec] = co_await ws_.async_ping({}, kNoThrow);
+        while (!pec && !pong_seen_ && !done_) {
+          wake_.expires_at(Clock::time_point::max());
+          co_await wake_.async_wait(kNoThrow);
+        }
+        chaos_->record(f, number_, at);
+        beast::error_code ec;
+        socket_of(ws_).set_option(asio::socket_base::linger(true, 0), ec);
+        socket_of(ws_).close(ec);
+        co_return true;
+      }
+      case Fault::kSilent: {
+        chaos_->record(f, number_, at);
+        silent_ = true;
+        beast::error_code ec;
+        socket_of(ws_).cancel(ec);
+        co_return false;
+      }
+      case Fault::kOversized: {
+        const size_t bytes = std::max<size_t>(o_.oversized_bytes, 10);
+        queue_.push_front(built(R"({"pad":")" + std::string(bytes - 10, 'x') + "\"}"));
+        chaos_->record(f, number_, at, fmt::format(" bytes {}", bytes));
+        // The client drops the link on reading it: the session stops here (no frame lost in
+        // flight), nothing more is injected, and the connection waits for the client to leave.
+        ending_ = true;
+        co_return false;
+      }
+      case Fault::kMalformed: {
+        const std::string_view half =
+            last_table_.substr(0, std::max<size_t>(1, last_table_.size() / 2));
+        queue_.push_front(built(std::string(half)));
+        // The client may take it as a broken frame of that table: its books are not whole.
+        if (last_table_id_ != UINT16_MAX) {
+          for (auto it = whole_books_.begin(); it != whole_books_.end();)
+            it = it->first == last_table_id_ ? whole_books_.erase(it) : std::next(it);
+        }
+        chaos_->record(f, number_, at);
+        break;
+      }
+      case Fault::kUnknownLevel: {
+        // A book the client holds whole (its partial sent after anything that could have made
+        // it stale), so that the update reaches a live book and is counted as unknown there.
+        if (whole_books_.empty()) {
+          draw_fault();  // none now: another fault, later
+          co_return false;
+        }
+        auto it = whole_books_.begin();
+        std::advance(it, static_cast<long>(chaos_->below(whole_books_.size())));
+        const Key key = *it;
+        whole_books_.erase(it);
+        const std::string& table = rec_.table_name(key.first);
+        const std::string& symbol = rec_.symbol_name(key.second);
+        uint64_t id = 1;
+        if (const auto* b = engine_->book(symbol, table))
+          while (b->book.level_price(Side::kBuy, id) != 0 ||
+                 b->book.level_price(Side::kSell, id) != 0)
+            ++id;
+        queue_.push_front(built(unknown_level_update(table, symbol, id)));
+        chaos_->record(f, number_, at, fmt::format(" book {}:{} level {}", table, symbol, id));
+        break;
+      }
+      default:
+        break;
+    }
+    if (!chaos_->done()) draw_fault();
+    co_return false;
   }
 
   // After each table frame sent. True when the connection is gone (closed or reset).
@@ -363,7 +637,7 @@ class Connection {
           while (b->book.level_price(Side::kBuy, id) != 0 ||
                  b->book.level_price(Side::kSell, id) != 0)
             ++id;
-        queue_.push_front(Out{unknown_level_update(table, symbol, id), {}, false});
+        queue_.push_front(built(unknown_level_update(table, symbol, id)));
         log("connection {}: fault injected: update of unknown level {} of {} {} after {} table "
             "frames",
             number_, id, table, symbol, n);
@@ -379,13 +653,13 @@ class Connection {
       } else {
         big.assign(bytes, ' ');
       }
-      queue_.push_front(Out{std::move(big), {}, false});
+      queue_.push_front(built(std::move(big)));
       log("connection {}: fault injected: {}-byte frame after {} table frames", number_, bytes, n);
     }
     if (at(o_.malformed_after)) {
       const std::string_view half =
           last_table_.substr(0, std::max<size_t>(1, last_table_.size() / 2));
-      queue_.push_front(Out{std::string(half), {}, false});
+      queue_.push_front(built(std::string(half)));
       log("connection {}: fault injected: truncated frame after {} table frames", number_, n);
     }
     co_return false;
@@ -397,13 +671,21 @@ class Connection {
   const uint64_t number_;
   const bool faults_;
   asio::steady_timer wake_;
-  std::unique_ptr<FeedEngine> engine_;
+  std::unique_ptr<FeedEngine>& engine_;  // the session's
+  uint32_t& cursor_;                     // the session's: next recorded frame
+  Chaos* const chaos_;                   // null without --chaos
+  std::optional<Fault> pending_;         // chaos: the next fault on this connection
+  uint64_t gap_ = 0, since_ = 0;         // chaos: table frames before it, and sent since
+  std::set<Key> whole_books_;            // chaos: books whose partial the client has whole
+  uint16_t last_table_id_ = UINT16_MAX;
+  bool pong_seen_ = false;
+  uint64_t laps_ = 0;    // --loop: times the recording was served whole
+  bool ending_ = false;  // chaos: an oversized frame was sent, the client will leave
   std::deque<Out> queue_;
   std::map<std::string, std::vector<Key>> topics_;  // subscribed topic -> its keys
   std::map<Key, uint32_t> starts_;  // subscribed key -> first recorded position it gets
   std::optional<Key> first_book_;
   std::string_view last_table_;
-  uint32_t cursor_ = 0;  // next recorded frame
   Clock::time_point start_{};
   uint64_t frames_sent_ = 0;
   uint64_t table_frames_ = 0;
@@ -416,7 +698,9 @@ class Connection {
 class Server {
  public:
   Server(asio::io_context& ioc, const Options& o, const Recording& rec)
-      : ioc_(ioc), o_(o), rec_(rec), acceptor_(ioc) {}
+      : ioc_(ioc), o_(o), rec_(rec), acceptor_(ioc) {
+    if (o.chaos_seed) chaos_.emplace(o);
+  }
 
   void bind() {
     const tcp::endpoint ep(asio::ip::make_address(o_.listen), o_.port);
@@ -491,6 +775,18 @@ class Server {
                        http_error_body("Expected a websocket upgrade", "HTTPError"));
       co_return;
     }
+    if (chaos_ && chaos_storm(number)) {
+      ++chaos_->refused;
+      const bool rate = chaos_->storm_status == 429;
+      log("connection {}: handshake refused: {} (chaos)", number, chaos_->storm_status);
+      std::string body =
+          rate ? http_error_body("Rate limit exceeded, retry in 1 seconds.", "RateLimitError")
+               : http_error_body("The system is currently overloaded. Please try again later.",
+                                 "HTTPError");
+      co_await respond(stream, req, static_cast<http::status>(chaos_->storm_status),
+                       std::move(body));
+      co_return;
+    }
     if (refused_ < o_.refuse) {
       ++refused_;
       log("connection {}: handshake refused: {} ({} of {})", number, o_.refuse_status, refused_,
@@ -527,9 +823,36 @@ class Server {
     }
     const uint64_t ws_number = ++ws_connections_;
     const bool faults = ws_number <= o_.fault_connections;
-    log("connection {}: websocket open{}", number, faults ? " (faults armed)" : "");
-    Connection<Stream> c(ws, o_, rec_, number, faults);
+    log("connection {}: websocket open{}", number, faults || chaos_ ? " (faults armed)" : "");
+    std::optional<Session> own;  // without chaos, each connection replays from the beginning
+    if (!chaos_) own.emplace();
+    if (chaos_) {
+      ++chaos_->connections;
+      chaos_->storm_drawn = false;
+    }
+    Connection<Stream> c(ws, o_, rec_, number, faults, chaos_ ? session_ : *own,
+                         chaos_ ? &*chaos_ : nullptr);
     co_await c.run();
+  }
+
+  // Chaos, at a websocket handshake: true to refuse it. The first handshake after a connection
+  // may start a storm (one fault) that refuses it and up to --chaos-max-refusals - 1 more.
+  bool chaos_storm(uint64_t number) {
+    Chaos& c = *chaos_;
+    if (c.storm_left > 0) {
+      --c.storm_left;
+      return true;
+    }
+    if (c.storm_drawn || c.done() || c.connections == 0) return false;
+    c.storm_drawn = true;
+    if (c.below(100) >= o_.chaos_storm_percent) return false;
+    const bool rate = c.below(2) == 0;
+    c.storm_status = rate ? 429 : 503;
+    const uint64_t n = 1 + c.below(std::max<uint64_t>(1, o_.chaos_max_refusals));
+    c.record(rate ? Fault::kRefuse429 : Fault::kRefuse503, number, session_.cursor,
+             fmt::format(" refusals {}", n));
+    c.storm_left = n - 1;
+    return true;
   }
 
   template <class Stream>
@@ -554,6 +877,8 @@ class Server {
   std::optional<ssl::context> ssl_;
   uint64_t refused_ = 0;
   uint64_t ws_connections_ = 0;
+  std::optional<Chaos> chaos_;
+  Session session_;  // chaos: the one session every connection resumes
 };
 
 }  // namespace

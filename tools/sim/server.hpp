@@ -1,5 +1,6 @@
 // bitmex-sim's websocket server: one io_context thread, one connection at a time, each connection
-// replaying the recording from its beginning (see tools/bitmex_sim.cpp --help for the contract).
+// replaying the recording from its beginning, or, in chaos mode, resuming it where the previous
+// connection stopped (see tools/bitmex_sim.cpp --help for the contract).
 #pragma once
 
 #include <cstdint>
@@ -27,6 +28,14 @@ struct Options {
   uint64_t refuse = 0;
   unsigned refuse_status = 429;
   uint64_t exit_after_connections = 0;  // 0: serve forever
+  bool loop = false;  // at the recording's end, start it again (its partials included)
+  // Chaos mode (set: its seed): one session across connections, each resuming the recording where
+  // the previous one stopped, with `chaos_faults` random faults (see --help).
+  std::optional<uint64_t> chaos_seed;
+  uint64_t chaos_faults = 100;
+  uint64_t chaos_max_gap = 50;        // table frames before a fault: uniform in [1, max]
+  uint64_t chaos_max_refusals = 3;    // handshakes refused by one storm: uniform in [1, max]
+  uint64_t chaos_storm_percent = 25;  // chance that a reconnection's handshake meets a storm
 };
 
 // Binds, prints the `listening on ...` line, and serves until `exit_after_connections`
