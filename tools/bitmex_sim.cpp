@@ -26,9 +26,7 @@ std::string read_secret(const std::string& path) {
   return s;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   CLI::App app{
       "bitmex-sim: a local BitMEX realtime exchange that serves recorded sessions.\n\n"
       "Binds, prints one line 'listening on ws://HOST:PORT/realtime' (wss:// with TLS) on stdout,\n"
@@ -166,4 +164,18 @@ int main(int argc, char** argv) {
     return 1;
   }
   return 0;
+}
+
+}  // namespace
+
+// Nothing escapes main: an error that even the handlers inside run() could not report is one line.
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bitmex-sim: %s\n", e.what());
+  } catch (...) {
+    std::fputs("bitmex-sim: unknown error\n", stderr);
+  }
+  return 1;
 }
