@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages that bitmex-shm builds with, only those that are missing.
 # Nothing else is ever downloaded: no submodules, no FetchContent, no pip.
-# Usage: scripts/install-deps.sh [--fuzz]   (--fuzz: also clang and libFuzzer, for scripts/fuzz.sh)
+# Usage: scripts/install-deps.sh [--fuzz] [--lint]
+#   --fuzz: also clang and libFuzzer (scripts/fuzz.sh); --lint: clang-format and clang-tidy
+#   (scripts/lint.sh). scripts/test.sh asks for both.
 set -euo pipefail
 
 packages=(
@@ -9,8 +11,13 @@ packages=(
   libboost1.81-dev libssl-dev libsimdjson-dev libconcurrentqueue-dev
   libbenchmark-dev libgtest-dev libgmock-dev libcli11-dev libfmt-dev
 )
-fuzz_packages=(clang-14 libclang-rt-14-dev)
-[ "${1:-}" = "--fuzz" ] && packages+=("${fuzz_packages[@]}")
+for flag in "$@"; do
+  case "$flag" in
+    --fuzz) packages+=(clang-14 libclang-rt-14-dev) ;;
+    --lint) packages+=(clang-format clang-tidy) ;;
+    *) echo "install-deps: unknown option $flag (--fuzz, --lint)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${packages[@]}"; do

@@ -5,6 +5,7 @@
 # checks are about the product, and tidying the GoogleTest TUs doubled the step's CI minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/install-deps.sh --lint
 mapfile -t sources < <(git ls-files '*.cpp' '*.hpp')
 echo "lint: clang-format on ${#sources[@]} files"
 clang-format --dry-run --Werror "${sources[@]}"

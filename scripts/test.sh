@@ -11,7 +11,7 @@
 # BMX_TEST_PRESETS picks steps, e.g. BMX_TEST_PRESETS="release asan".
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
+scripts/install-deps.sh --lint --fuzz
 
 step() {
   local name="$1" start=$SECONDS
@@ -30,7 +30,7 @@ sanitized() {
   setarch "$(uname -m)" -R ctest --preset "$preset" -j"$(nproc)"
 }
 
-for preset in ${BMX_TEST_PRESETS:-release lint asan tsan}; do
+for preset in ${BMX_TEST_PRESETS:-release lint asan tsan fuzz}; do
   case "$preset" in
     release)
       step "release: build" scripts/build.sh release
