@@ -237,6 +237,8 @@ TEST(Soak, FullSpeedWithReadersComingAndGoingMemoryFlatNothingTorn) {
       readers[i] = spawn(lag_of(i));
     }
     rss_peak = std::max(rss_peak, rss_kib(feed.pid()));
+    // Drain the simulator's stdout (a line per lap): a full pipe would block its only thread.
+    sim.output();
     std::this_thread::sleep_for(50ms);  // a sampling period, not a synchronisation
   }
   const long rss_end = rss_kib(feed.pid());
