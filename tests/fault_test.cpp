@@ -10,7 +10,10 @@
 //     state it reflects; the reference state at those positions comes from tests/reference_model
 //     (one walk of the recording), never from the engine. Captured partials must match the sent
 //     ones in order (a partial lost with its link is skipped), and the last one of every book,
-//     on the clean connection that ends the session, must be matched;
+//     on the clean connection that ends the session, must be matched. The test stops once the
+//     state equals the recording's end and every partial written on the feed's current
+//     connection has been applied (a repair's answer may still be in flight when the state has
+//     already converged);
 //   - at the end every book and table equals bitmex-replay's dump of the recording;
 //   - the stats account for every event the simulator reports: connections, reconnects, dead
 //     links, oversized frames, malformed frames, unknown levels and their repairs, refusals.
@@ -337,11 +340,13 @@ TEST_F(Faults, HundredsOfFaultsEveryRecoveryVerifiedAndEveryEventCounted) {
 
   // Follow the ring; at the end of a frame, capture every book that frame cleared (a partial).
   std::map<std::string, std::vector<Digest>> captured;  // topic -> in apply order
+  std::map<std::string, size_t> captured_this_session;  // topic -> since the feed's last kLive
   std::set<std::pair<uint16_t, uint32_t>> cleared;
   const auto topic_of = [&](uint16_t table, uint32_t symbol) {
     return std::string(r.table_name(table)) + ":" + std::string(r.symbol_name(symbol));
   };
   bool served = false;
+  std::string sim_out;       // the simulator's report when the state converged: what is checked
   uint64_t compared_at = 0;  // the cursor at the last comparison with the expected end state
   auto last_drain = std::chrono::steady_clock::now();
   const auto deadline = started + std::chrono::seconds(env_or("BMX_CHAOS_TIMEOUT_S", 240 * slow));
@@ -350,9 +355,15 @@ TEST_F(Faults, HundredsOfFaultsEveryRecoveryVerifiedAndEveryEventCounted) {
       books.apply(d);
       if (d.kind() == bmx::shm::RecordKind::kBookClear)
         cleared.insert({d.body.table, d.body.symbol});
+      if (d.kind() == bmx::shm::RecordKind::kLink &&
+          d.body.size == static_cast<int64_t>(bmx::shm::LinkState::kLive))
+        captured_this_session.clear();
       if (d.last_in_frame()) {
-        for (const auto& [table, symbol] : cleared)
-          captured[topic_of(table, symbol)].push_back(digest_of(*books.find(table, symbol)));
+        for (const auto& [table, symbol] : cleared) {
+          const std::string topic = topic_of(table, symbol);
+          captured[topic].push_back(digest_of(*books.find(table, symbol)));
+          ++captured_this_session[topic];
+        }
         cleared.clear();
       }
     });
@@ -387,7 +398,26 @@ TEST_F(Faults, HundredsOfFaultsEveryRecoveryVerifiedAndEveryEventCounted) {
       // which must be seen (and matched) too.
       const bool whole = std::none_of(books.all().begin(), books.all().end(),
                                       [](const auto& b) { return b.second.stale; });
-      if (whole && seen_state == expected) break;
+      // Every book partial the simulator has written on its latest connection (the feed's
+      // current session: an older one would have left the books stale) has been applied. A
+      // repair may be in flight although the state already converged: a partial recorded in the
+      // session can repair a stale book before the answer to its resubscription arrives.
+      const auto settled = [&] {
+        sim_out = sim.output();
+        const SimReport now_sent = parse_sim(sim_out);
+        uint64_t last = 0;
+        for (const auto& [topic, sent] : now_sent.partials)
+          for (const auto& one : sent)
+            last = std::max(last, one.connection);
+        for (const auto& [topic, sent] : now_sent.partials) {
+          if (topic.rfind("orderBookL2:", 0) != 0) continue;
+          const auto on_last = static_cast<size_t>(std::count_if(
+              sent.begin(), sent.end(), [&](const auto& one) { return one.connection == last; }));
+          if (captured_this_session[topic] < on_last) return false;
+        }
+        return true;
+      };
+      if (whole && seen_state == expected && settled()) break;
     }
     std::this_thread::yield();
   }
@@ -400,7 +430,7 @@ TEST_F(Faults, HundredsOfFaultsEveryRecoveryVerifiedAndEveryEventCounted) {
   EXPECT_EQ(books.problems(), 0u) << "ring records for levels the reader's copy did not hold";
 
   // ---- every recovery: captured partials against the reference at the positions sent ----------
-  const SimReport rep = parse_sim(sim.output());
+  const SimReport rep = parse_sim(sim_out);
   std::vector<std::string> problems;
   const auto reference = reference_books(rep, copies, problems);
   EXPECT_TRUE(problems.empty()) << problems.front();
