@@ -86,7 +86,7 @@ struct alignas(kCacheLine) Stats {
   std::atomic<uint64_t> resyncs;      // partials that repaired a stale book
   std::atomic<uint64_t> reconnects;
   std::atomic<uint64_t> segment_full;             // rows or books the segment had no room for
-  std::atomic<int64_t> last_recv_to_publish_ns;   // receive -> end of publish, last frame
+  std::atomic<int64_t> last_recv_to_publish_ns;   // receive -> end of publish, 1 frame in 64
   std::atomic<int64_t> last_exchange_to_recv_ns;  // exchange timestamp -> receive, last frame
   std::atomic<uint64_t> reserved[3];
 };

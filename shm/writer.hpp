@@ -86,6 +86,8 @@ class Writer {
 
  private:
   static constexpr uint32_t kNoSlot = UINT32_MAX;
+  // Stats::last_recv_to_publish_ns is measured on one frame in this many (the first included).
+  static constexpr uint64_t kLatencySampleEvery = 64;
   // Producer-private bookkeeping per book slot.
   struct BookState {
     Book* book = nullptr;
