@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "consumers/local_book.hpp"
+#include "shm/json_out.hpp"
 #include "shm/reader.hpp"
 
 namespace {
@@ -165,6 +166,7 @@ int run(const Options& o) {
     if (o.dump == "-") {
       std::fwrite(s.data(), 1, s.size(), stdout);
     } else {
+      json_out::create_private_file(o.dump);
       std::ofstream f(o.dump, std::ios::binary);
       f << s;
       if (!f) {

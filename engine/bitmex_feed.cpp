@@ -26,6 +26,7 @@
 #include "engine/feed_client.hpp"
 #include "engine/feed_engine.hpp"
 #include "engine/state_dump.hpp"
+#include "shm/json_out.hpp"
 #include "shm/segment.hpp"
 #include "shm/writer.hpp"
 // Defined only where a counting operator new is linked in (bitmex-feed-counting, for tests):
@@ -48,14 +49,6 @@ std::vector<std::string> split_topics(const std::string& s) {
     if (!t.empty()) out.push_back(t);
   }
   return out;
-}
-
-// Creates (or truncates) `path` so that a new file is the user's alone (0600): recordings and
-// dumps hold the account's private tables (orders, positions, margin) when authenticated. An
-// existing file keeps the mode its owner gave it.
-void create_private(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd >= 0) ::close(fd);
 }
 
 // The secret file must be the user's alone: group or world access is refused, as ssh does.
@@ -82,7 +75,7 @@ std::string read_secret_file(const std::string& path) {
 class Recorder {
  public:
   explicit Recorder(const std::string& path)
-      : out_((create_private(path), path), std::ios::binary) {
+      : out_((bmx::json_out::create_private_file(path), path), std::ios::binary) {
     if (!out_) throw std::runtime_error("cannot write the recording " + path);
     pool_.resize(kBuffers);
     for (auto& b : pool_) {
@@ -311,7 +304,7 @@ int run(int argc, char** argv) {
                  recorder->dropped());
     }
     if (!dump_path.empty()) {
-      create_private(dump_path);
+      bmx::json_out::create_private_file(dump_path);
       std::ofstream out(dump_path, std::ios::binary);
       const std::string json = bmx::dump_state(engine);
       if (!out || !out.write(json.data(), static_cast<std::streamsize>(json.size()))) {

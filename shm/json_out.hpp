@@ -1,7 +1,11 @@
 // How the state dump (`bitmex-replay --dump-state`, `bitmex-example-strategy --dump-state`) writes
-// names and numbers. One definition for the engine's writer and the reader side, so that the two
-// dumps of the same state are the same bytes. Cold path: appends to a std::string.
+// names and numbers, and the file it goes to. One definition for the engine's writer and the reader
+// side, so that the two dumps of the same state are the same bytes. Cold path: appends to a
+// std::string.
 #pragma once
+
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <charconv>
 #include <cstdint>
@@ -9,6 +13,15 @@
 #include <string_view>
 
 namespace bmx::json_out {
+
+// Creates (or truncates) `path` so that a new file is the user's alone (0600), before a stream
+// opens it: dumps and recordings of an authenticated session hold the account's orders,
+// positions and margin. An existing file keeps the mode its owner gave it; a failure is left to
+// the stream that opens the file next, which reports it.
+inline void create_private_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd >= 0) ::close(fd);
+}
 
 // Shortest round-trip text of a double ("32186.5", "1.6425e-06").
 inline void append_double(std::string& out, double v) {

@@ -62,6 +62,9 @@ TEST_F(ReplayCli, DumpStateOfTheJuly2021SessionMatchesTheReference) {
   EXPECT_TRUE(diffs.empty()) << diffs.size() << " differences, first: " << diffs.front();
   EXPECT_TRUE(r.err.empty()) << "a clean session reports no problems: " << r.err;
   EXPECT_NE(r.out.find("XBTUSD"), std::string::npos) << "the summary lists the books";
+  // A recording of an authenticated feed holds the account's private tables: the dump is the
+  // user's alone, whatever the umask.
+  EXPECT_EQ(fs::status(dump).permissions(), fs::perms::owner_read | fs::perms::owner_write);
 }
 
 TEST_F(ReplayCli, DumpStateToStdoutIsTheSameDocument) {

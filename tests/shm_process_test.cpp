@@ -106,6 +106,9 @@ TEST_F(ShmProcess, EightReadersSomeJoiningMidStreamEndEqualToTheWriter) {
   for (int i = 0; i < 8; ++i) {
     const std::string got = read(dir / (tag(i) + ".json"));
     EXPECT_EQ(got, expected) << "reader " << i << " ended with other books or tables";
+    EXPECT_EQ(fs::status(dir / (tag(i) + ".json")).permissions(),
+              fs::perms::owner_read | fs::perms::owner_write)
+        << "a reader's dump of private tables is the user's alone";
     const std::string err = read(dir / (tag(i) + ".err"));
     EXPECT_NE(err.find("mismatches 0 problems 0"), std::string::npos) << err;
   }

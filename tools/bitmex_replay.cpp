@@ -17,6 +17,7 @@
 #include "engine/capture.hpp"
 #include "engine/feed_engine.hpp"
 #include "engine/state_dump.hpp"
+#include "shm/json_out.hpp"
 #include "shm/segment.hpp"
 #include "shm/writer.hpp"
 
@@ -265,6 +266,7 @@ int run(int argc, char** argv) {
       if (dump_path == "-") {
         std::fwrite(json.data(), 1, json.size(), stdout);
       } else {
+        bmx::json_out::create_private_file(dump_path);
         std::ofstream out(dump_path, std::ios::binary);
         if (!out || !out.write(json.data(), static_cast<std::streamsize>(json.size()))) {
           fmt::print(stderr, "bitmex-replay: cannot write {}\n", dump_path);
