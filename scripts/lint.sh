@@ -17,8 +17,11 @@ trap 'rm -f "$log"' EXIT
 run-clang-tidy -p build/release -j"$(nproc)" -quiet \
   "$PWD/(engine|shm|consumers|tools|bench)/" >"$log" 2>&1 || { cat "$log"; exit 1; }
 # (run-clang-tidy colours its output whatever the terminal: the escapes are stripped.)
-if sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E '^/.*:[0-9]+:[0-9]+: (warning|error):' | sort -u |
-  tee /dev/stderr | grep -q .; then
+# (Not `tee /dev/stderr`: reopening stderr truncates it when it is a file, e.g. CI's whole log.)
+findings=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E '^/.*:[0-9]+:[0-9]+: (warning|error):' |
+  sort -u || true)
+if [ -n "$findings" ]; then
+  echo "$findings" >&2
   echo "lint: clang-tidy found the above" >&2
   exit 1
 fi
