@@ -426,6 +426,20 @@ BMX_HOT_INLINE uint64_t OrderBook::find(unsigned side, uint64_t id) const noexce
   }
 }
 
+uint32_t OrderBook::depth_of(Side side, uint64_t id) const noexcept {
+  const unsigned s = index(side);
+  const uint64_t at = find(s, id);
+  if (at == kNotFound) return kNoDepth;
+  const auto& top = top_[s];
+  const size_t n = top.size();
+  const Bucket& cell = buckets_[at >> 2];
+  const size_t at_or_above = top.count_top<false>(cell.key[at & 3]);  // the level itself included
+  const size_t pos = n - at_or_above;
+  return at_or_above - 1 < kTopMin && pos < n && top.slots()[pos] == cell.slot[at & 3]
+             ? static_cast<uint32_t>(at_or_above - 1)
+             : kNoDepth;
+}
+
 double OrderBook::level_price(Side side, uint64_t id) const noexcept {
   const uint64_t cell = find(index(side), id);
   return cell == kNotFound ? 0 : pool_[buckets_[cell >> 2].slot[cell & 3]].price;
@@ -490,11 +504,13 @@ BMX_HOT_INLINE uint32_t OrderBook::add_level(uint64_t cell, uint32_t tag, unsign
 BMX_HOT_INLINE void OrderBook::place(unsigned side, uint32_t slot, double key, bool bulk) noexcept {
   if (bulk) {
     deep_[side].push_back(key, slot);  // finish_bulk sorts the deep tier and fills the top one
+    depth_hint_ = kNoDepth;
     return;
   }
   auto& top = top_[side];
   const size_t above = top.count_top<true>(key);
   if (above < kTopMin) [[likely]] {
+    depth_hint_ = static_cast<uint32_t>(above);  // the levels better than the new one
     top.insert_at(top.size() - above, key, slot);
     if (top.size() > kTopMax) [[unlikely]] {
       spill_top(side);
@@ -510,10 +526,14 @@ void OrderBook::place_deeper(unsigned side, uint32_t slot, double key) noexcept 
   auto& top = top_[side];
   auto& deep = deep_[side];
   if (deep.empty() || key >= top.front_key()) {
-    top.insert_at(top.bound_below_top<true>(key), key, slot);
+    const size_t pos = top.bound_below_top<true>(key);
+    depth_hint_ = static_cast<uint32_t>(top.size() - pos);
+    top.insert_at(pos, key, slot);
     if (top.size() > kTopMax) spill_top(side);
   } else {
-    deep.insert_at(deep.bound<true>(key), key, slot);
+    const size_t pos = deep.bound<true>(key);
+    depth_hint_ = static_cast<uint32_t>(top.size() + deep.size() - pos);
+    deep.insert_at(pos, key, slot);
   }
 }
 
@@ -523,6 +543,7 @@ BMX_HOT_INLINE void OrderBook::unplace(unsigned side, uint32_t slot, double key)
   const size_t above = top.count_top<false>(key);
   const size_t pos = n - above;
   if (above < kTopMin && pos < n && top.slots()[pos] == slot) [[likely]] {
+    depth_hint_ = static_cast<uint32_t>(n - 1 - pos);
     top.erase_at(pos);
     if (top.size() < kTopMin && !deep_[side].empty()) [[unlikely]] {
       refill_top(side);
@@ -549,12 +570,14 @@ void OrderBook::unplace_deeper(unsigned side, uint32_t slot, double key, size_t 
     pos = top.find(key, slot);
   }
   if (pos != book_detail::SideOrder::kNone) {
+    depth_hint_ = static_cast<uint32_t>(n - 1 - pos);
     top.erase_at(pos);
     if (top.size() < kTopMin && !deep.empty()) refill_top(side);
     return;
   }
   pos = deep.find(key, slot);  // below the top tier, or an equal price at the tiers' seam
   assert(pos != book_detail::SideOrder::kNone);
+  depth_hint_ = static_cast<uint32_t>(n + deep.size() - 1 - pos);
   deep.erase_at(pos);
 }
 
@@ -652,6 +675,7 @@ OrderBook::Result OrderBook::update(Side side, uint64_t id, int64_t size, bool h
   if (has_price && key_of(s, price) != key) [[unlikely]] {
     move_level(s, at, price);
   }
+  depth_hint_ = kNoDepth;
   return Result::kOk;  // the price kept (all 2021 updates): no search
 }
 

@@ -254,6 +254,17 @@ class OrderBook {
     return remove(side, id, old_price);
   }
 
+  // Where the last insert put its level, or where the last remove took it from, as a depth
+  // (0 = the best level), for a publisher that keeps its own sorted copy of each side and would
+  // otherwise search it. It comes free with the operation's own search; kNoDepth after an update
+  // (which finds its level without a search) and a partial's bulk insert. O(1).
+  static constexpr uint32_t kNoDepth = UINT32_MAX;
+  [[nodiscard]] uint32_t depth_hint() const noexcept { return depth_hint_; }
+  // Depth of level (side, id) when it is among the 64 best of its side, else kNoDepth (also when
+  // the book does not hold it). One index probe and one branch-free pass over the 64 best keys;
+  // no allocation. For an update, whose own lookup does not learn the depth.
+  [[nodiscard]] uint32_t depth_of(Side side, uint64_t id) const noexcept;
+
   // The price of level (side, id), or 0 when the book does not hold it. No allocation.
   [[nodiscard]] double level_price(Side side, uint64_t id) const noexcept;
 
@@ -384,6 +395,7 @@ class OrderBook {
   uint32_t capacity_ = 0;
   uint64_t rehashes_ = 0;
   uint64_t seeds_ = 0;  // multipliers drawn so far
+  uint32_t depth_hint_ = kNoDepth;
   bool grew_ = false;
 };
 

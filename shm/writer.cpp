@@ -331,13 +331,21 @@ void Writer::book_clear(Book& b) noexcept {
 }
 
 // Index of the level (price, id) in the side's buffer, or SIZE_MAX. Levels are sorted by
-// price * sign ascending (best at the back); prices are exact doubles.
-size_t Writer::find_level(const Book& b, Side side, double price, uint64_t id) const noexcept {
+// price * sign ascending (best at the back); prices are exact doubles. `depth` (kNoDepth:
+// unknown) is tried first.
+size_t Writer::find_level(const Book& b, Side side, double price, uint64_t id,
+                          uint32_t depth) const noexcept {
   const Level* lv = levels(b, index(side));
   const double sg = sign_of(side);
   const size_t end = b.end[index(side)].load(std::memory_order_relaxed);
-  const size_t lo = bound_from_back<false>(lv, b.begin[index(side)].load(std::memory_order_relaxed),
-                                           end, sg, price * sg);
+  const size_t begin = b.begin[index(side)].load(std::memory_order_relaxed);
+  if (depth < end - begin) {
+    const size_t i = end - 1 - depth;
+    if (lv[i].id == id && lv[i].price == price) [[likely]] {
+      return i;
+    }
+  }
+  const size_t lo = bound_from_back<false>(lv, begin, end, sg, price * sg);
   for (size_t i = lo; i < end && lv[i].price == price; ++i) {  // equal prices: by id
     if (lv[i].id == id) return i;
   }
@@ -345,9 +353,9 @@ size_t Writer::find_level(const Book& b, Side side, double price, uint64_t id) c
 }
 
 bool Writer::book_insert(Book& b, Side side, double price, int64_t size, uint64_t id,
-                         int64_t exchange_ns) noexcept {
+                         int64_t exchange_ns, uint32_t depth) noexcept {
   const uint32_t slot = touch(b);
-  if (!place(b, side, price, size, id)) {
+  if (!place(b, side, price, size, id, depth)) {
     book_stale(b);  // deeper than the segment was sized for (--book-levels)
     seg_.stats().segment_full.fetch_add(1, std::memory_order_relaxed);
     return false;
@@ -358,8 +366,10 @@ bool Writer::book_insert(Book& b, Side side, double price, int64_t size, uint64_
 }
 
 // Puts a level into the segment's copy of a side, keeping it sorted (best at the back) by moving
-// the shorter part. False when the side already holds book_levels levels.
-bool Writer::place(Book& b, Side side, double price, int64_t size, uint64_t id) noexcept {
+// the shorter part. False when the side already holds book_levels levels. `depth` (kNoDepth:
+// unknown) is where the level goes, if the levels around that position agree.
+bool Writer::place(Book& b, Side side, double price, int64_t size, uint64_t id,
+                   uint32_t depth) noexcept {
   const int s = index(side);
   Level* lv = levels(b, s);
   uint32_t begin = b.begin[s].load(std::memory_order_relaxed);
@@ -367,7 +377,12 @@ bool Writer::place(Book& b, Side side, double price, int64_t size, uint64_t id) 
   if (end - begin >= book_levels_) return false;
   // Upper bound: after every level not better than the new one.
   const double sg = sign_of(side);
-  size_t pos = bound_from_back<true>(lv, begin, end, sg, price * sg);
+  const double x = price * sg;
+  // After every level not better than the new one: the hinted position if its neighbours say so.
+  size_t pos = end - size_t{depth};  // meaningful only when depth <= end - begin
+  const bool hinted = depth <= end - begin && (pos == end || lv[pos].price * sg > x) &&
+                      (pos == begin || lv[pos - 1].price * sg <= x);
+  if (!hinted) pos = bound_from_back<true>(lv, begin, end, sg, x);
   const bool front = pos - begin < end - pos;
   if ((front && begin == 0) || (!front && end == level_slots_)) {
     // Recentre: the side ran out of room at one end (moves every level once, no allocation).
@@ -393,10 +408,10 @@ bool Writer::place(Book& b, Side side, double price, int64_t size, uint64_t id) 
 }
 
 bool Writer::book_update(Book& b, Side side, double old_price, double price, int64_t size,
-                         uint64_t id, int64_t exchange_ns) noexcept {
+                         uint64_t id, int64_t exchange_ns, uint32_t depth) noexcept {
   const uint32_t slot = touch(b);
   const int s = index(side);
-  const size_t i = find_level(b, side, old_price, id);
+  const size_t i = find_level(b, side, old_price, id, depth);
   if (i == SIZE_MAX) {
     book_stale(b);  // the segment's copy lost track: cannot happen unless fed inconsistently
     return false;
@@ -411,7 +426,7 @@ bool Writer::book_update(Book& b, Side side, double old_price, double price, int
   // The level moved: take it out, put it back at its new price. One record says both; `size`
   // of a moved level's record is its new size, `price` its new price, kFlagHasPrice set.
   erase_level(b, s, i);
-  if (!place(b, side, price, size, id)) {
+  if (!place(b, side, price, size, id, kNoDepth)) {
     book_stale(b);
     return false;
   }
@@ -421,10 +436,10 @@ bool Writer::book_update(Book& b, Side side, double old_price, double price, int
   return true;
 }
 
-bool Writer::book_delete(Book& b, Side side, double price, uint64_t id,
-                         int64_t exchange_ns) noexcept {
+bool Writer::book_delete(Book& b, Side side, double price, uint64_t id, int64_t exchange_ns,
+                         uint32_t depth) noexcept {
   const uint32_t slot = touch(b);
-  const size_t i = find_level(b, side, price, id);
+  const size_t i = find_level(b, side, price, id, depth);
   if (i == SIZE_MAX) {
     book_stale(b);
     return false;

@@ -53,11 +53,19 @@ class Writer {
   // `price` is the level's price (for a delete: the price it had). Returns false when the
   // segment's book has no room for the level (the book is then marked stale: its depth is larger
   // than --book-levels).
+  //
+  // `depth`, when the caller knows it from its own book, is the level's depth in its side
+  // (0 = the best): where an insert puts it, where an update or a delete finds it. It replaces
+  // the search for that position. It is checked against the levels it points at (an insert's
+  // neighbours' prices; the level's price and id), and a wrong one costs only the search it would
+  // have saved. kNoDepth: unknown.
+  static constexpr uint32_t kNoDepth = UINT32_MAX;
   bool book_insert(Book& b, Side side, double price, int64_t size, uint64_t id,
-                   int64_t exchange_ns = 0) noexcept;
+                   int64_t exchange_ns = 0, uint32_t depth = kNoDepth) noexcept;
   bool book_update(Book& b, Side side, double old_price, double price, int64_t size, uint64_t id,
-                   int64_t exchange_ns = 0) noexcept;
-  bool book_delete(Book& b, Side side, double price, uint64_t id, int64_t exchange_ns = 0) noexcept;
+                   int64_t exchange_ns = 0, uint32_t depth = kNoDepth) noexcept;
+  bool book_delete(Book& b, Side side, double price, uint64_t id, int64_t exchange_ns = 0,
+                   uint32_t depth = kNoDepth) noexcept;
   // The book cannot be trusted until its next partial (unknown level, crossed, lost frame).
   void book_stale(Book& b) noexcept;
   void stale_all_books() noexcept;  // the link dropped: nothing is current any more
@@ -104,9 +112,9 @@ class Writer {
   uint32_t touch(Book& b) noexcept;
   [[nodiscard]] uint32_t slot_of(const Book& b) const noexcept;
   [[nodiscard]] Level* levels(const Book& b, int side) const noexcept;
-  [[nodiscard]] size_t find_level(const Book& b, Side side, double price,
-                                  uint64_t id) const noexcept;
-  bool place(Book& b, Side side, double price, int64_t size, uint64_t id) noexcept;
+  [[nodiscard]] size_t find_level(const Book& b, Side side, double price, uint64_t id,
+                                  uint32_t depth) const noexcept;
+  bool place(Book& b, Side side, double price, int64_t size, uint64_t id, uint32_t depth) noexcept;
   void erase_level(Book& b, int side, size_t i) noexcept;
   uint32_t row_find(uint16_t table, std::string_view key, uint64_t hash, bool for_insert) noexcept;
   void row_state(RowSlot& rs, const RowHeader& h) noexcept;

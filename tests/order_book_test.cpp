@@ -801,3 +801,70 @@ TEST(OrderBook, LevelsWhoseTagWouldMarkAFreeCellAreKept) {
 }
 
 }  // namespace
+
+// ---- Depth hints for a publisher's sorted copy --------------------------------------------------
+
+// The depth an insert reports is where its level now is, the depth a remove reports is where its
+// level was, and depth_of() says where a level is while it is among the 64 best: checked against a
+// std::map of each side's prices (one level per price, as BitMEX sends them), at every depth a
+// 2021 book reaches, across both tiers and their spills and refills.
+TEST(OrderBook, DepthHintsSayWhereTheLevelIsOrWas) {
+  constexpr uint32_t kNo = OrderBook::kNoDepth;
+  OrderBook b(64);
+  std::map<double, uint64_t> ref[2];                // [side]: price -> id
+  const auto rank = [&](Side side, double price) {  // levels better than `price`
+    const auto& m = ref[static_cast<int>(side)];
+    return static_cast<uint32_t>(side == kBuy ? std::distance(m.upper_bound(price), m.end())
+                                              : std::distance(m.begin(), m.lower_bound(price)));
+  };
+  std::mt19937_64 rng(11);
+  // A partial's bulk insert: no depth (finish_bulk sorts afterwards).
+  for (uint64_t i = 0; i < 600; ++i) {
+    const Side side = i % 2 ? kBuy : kSell;
+    const double price = side == kBuy ? 5000.0 - double(i) : 5001.0 + double(i);
+    ASSERT_EQ(b.bulk_insert(side, i, price, 1), Result::kOk);
+    EXPECT_EQ(b.depth_hint(), kNo);
+    ref[static_cast<int>(side)][price] = i;
+  }
+  b.finish_bulk();
+  b.reserve(4096);
+  uint64_t next_id = 1000;
+  uint64_t deep = 0, top = 0;
+  for (int step = 0; step < 20000; ++step) {
+    const Side side = rng() % 2 ? kBuy : kSell;
+    auto& m = ref[static_cast<int>(side)];
+    const uint64_t op = rng() % 3;
+    if (op == 0 || m.size() < 10) {  // insert at a free price, mostly near the top
+      const uint64_t spread = rng() % 4 == 0 ? 2000 : 80;
+      const double off = double(rng() % spread) + 0.5 * double(rng() % 2);
+      const double price = side == kBuy ? 5000.0 - off : 5001.0 + off;
+      if (m.count(price)) continue;
+      const uint32_t want = rank(side, price);
+      ASSERT_EQ(b.insert(side, next_id, price, 3), Result::kOk);
+      ASSERT_EQ(b.depth_hint(), want) << "insert at " << price;
+      (want < 64 ? top : deep) += 1;
+      m[price] = next_id++;
+      continue;
+    }
+    // An existing level: near the top mostly, any depth sometimes.
+    const size_t d = rng() % 4 == 0 ? rng() % m.size() : rng() % std::min<size_t>(m.size(), 100);
+    auto it = side == kBuy ? std::prev(m.end(), static_cast<std::ptrdiff_t>(d) + 1)
+                           : std::next(m.begin(), static_cast<std::ptrdiff_t>(d));
+    const double price = it->first;
+    const uint64_t id = it->second;
+    ASSERT_EQ(rank(side, price), d);
+    ASSERT_EQ(b.depth_of(side, id), d < 64 ? uint32_t(d) : kNo) << "depth_of at depth " << d;
+    if (op == 1) {
+      ASSERT_EQ(b.update(side, id, 9, false, 0.0), Result::kOk);
+      EXPECT_EQ(b.depth_hint(), kNo);  // an update learns no depth
+    } else {
+      ASSERT_EQ(b.remove(side, id), Result::kOk);
+      ASSERT_EQ(b.depth_hint(), uint32_t(d)) << "remove at depth " << d;
+      m.erase(it);
+    }
+  }
+  EXPECT_EQ(b.depth_of(kBuy, 999999), kNo);  // a level the book does not hold
+  // Both tiers were exercised, not only the top one.
+  EXPECT_GT(top, 1000u);
+  EXPECT_GT(deep, 100u);
+}

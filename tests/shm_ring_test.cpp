@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <ostream>
@@ -534,7 +535,8 @@ TEST(ShmBook, SideThatDriftsToAnEndOfItsBufferIsRecentred) {
 
 TEST(ShmBook, RandomOperationsMatchASortedListModel) {
   // Inserts, size updates, price moves and deletes at random depths on a coarse price grid (so
-  // equal prices occur), each frame checked against a plain best-first list per side.
+  // equal prices occur), each frame checked against a plain best-first list per side. Each
+  // operation comes with the right depth hint, a wrong one or none: the book must not differ.
   Fixture f("random");
   Reader r = Reader::attach(f.name);
   Book* b = f.w.book(0, 0);
@@ -556,6 +558,20 @@ TEST(ShmBook, RandomOperationsMatchASortedListModel) {
     rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
     return (rng >> 33) % n;
   };
+  uint64_t hinted = 0, misled = 0;
+  // The depth to hand the writer for a level whose true depth is `d` (0 = the best).
+  const auto hint = [&](size_t d, size_t side_size) -> uint32_t {
+    switch (rand(4)) {
+      case 0:
+        return Writer::kNoDepth;
+      case 1:  // wrong: near the right one, or anywhere up to past the end
+        ++misled;
+        return static_cast<uint32_t>(rand(2) ? d + 1 + rand(3) : rand(side_size + 4));
+      default:
+        ++hinted;
+        return static_cast<uint32_t>(d);
+    }
+  };
   for (int frame = 0; frame < 3000; ++frame) {
     f.w.begin_frame(frame + 2);
     for (uint64_t k = 0, ops = 1 + rand(4); k < ops; ++k) {
@@ -566,7 +582,10 @@ TEST(ShmBook, RandomOperationsMatchASortedListModel) {
       const uint64_t op = v.empty() ? 0 : rand(v.size() >= 64 ? 3 : 4) + (v.size() >= 64);
       if (op == 0) {
         const L l{p, static_cast<int64_t>(rand(1000)), next_id++};
-        ASSERT_TRUE(f.w.book_insert(*b, side, l.price, l.size, l.id));
+        const double sg = side == Side::kBuy ? 1.0 : -1.0;
+        const auto better = static_cast<size_t>(std::count_if(
+            v.begin(), v.end(), [&](const L& o) { return o.price * sg > l.price * sg; }));
+        ASSERT_TRUE(f.w.book_insert(*b, side, l.price, l.size, l.id, 0, hint(better, v.size())));
         model_insert(side, l);
         continue;
       }
@@ -574,13 +593,14 @@ TEST(ShmBook, RandomOperationsMatchASortedListModel) {
       L l = v[d];
       if (op == 1) {  // size
         l.size = static_cast<int64_t>(rand(1000));
-        ASSERT_TRUE(f.w.book_update(*b, side, l.price, l.price, l.size, l.id));
+        ASSERT_TRUE(
+            f.w.book_update(*b, side, l.price, l.price, l.size, l.id, 0, hint(d, v.size())));
         v[d] = l;
       } else if (op == 2) {  // price move
         const double old = l.price;
         l.price = p;
         l.size = static_cast<int64_t>(rand(1000));
-        ASSERT_TRUE(f.w.book_update(*b, side, old, l.price, l.size, l.id));
+        ASSERT_TRUE(f.w.book_update(*b, side, old, l.price, l.size, l.id, 0, hint(d, v.size())));
         if (l.price == old) {  // the same price: a size update, the level keeps its place
           v[d] = l;
         } else {
@@ -588,7 +608,7 @@ TEST(ShmBook, RandomOperationsMatchASortedListModel) {
           model_insert(side, l);
         }
       } else {
-        ASSERT_TRUE(f.w.book_delete(*b, side, l.price, l.id));
+        ASSERT_TRUE(f.w.book_delete(*b, side, l.price, l.id, 0, hint(d, v.size())));
         v.erase(v.begin() + static_cast<ptrdiff_t>(d));
       }
     }
@@ -598,6 +618,8 @@ TEST(ShmBook, RandomOperationsMatchASortedListModel) {
     ASSERT_EQ(side_of(c, Side::kBuy), model[0]) << "frame " << frame;
     ASSERT_EQ(side_of(c, Side::kSell), model[1]) << "frame " << frame;
   }
+  EXPECT_GT(hinted, 1000u);
+  EXPECT_GT(misled, 1000u);
 }
 
 TEST(ShmBook, ReaderNeverSeesAHalfAppliedFrame) {
