@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -210,6 +211,24 @@ TEST_F(ShmProcess, TopPrintsTheBestLevelsAsJson) {
   char third[32];
   std::snprintf(third, sizeof third, "%.10g", bids[2].first);
   EXPECT_NE(ladder.output().find(third), std::string::npos) << ladder.output();
+  // The table: XBTUSD's row shows the same top; one screen has no earlier one to take an update
+  // rate from, so its upd/s column says "-" (the third column from the end: upd/s, age, state).
+  Child table({BMX_TOP_BIN, "--shm", name, "--once"});
+  ASSERT_EQ(table.wait(10s), 0);
+  std::istringstream lines(table.output());
+  std::vector<std::string> xbt;
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream words(line);
+    std::vector<std::string> cols;
+    for (std::string word; words >> word;)
+      cols.push_back(word);
+    if (!cols.empty() && cols[0] == "XBTUSD") xbt = cols;
+  }
+  ASSERT_GE(xbt.size(), 9u) << table.output();
+  EXPECT_EQ(xbt[2], "32186.5") << table.output();
+  EXPECT_EQ(xbt[3], "32187") << table.output();
+  EXPECT_EQ(xbt[xbt.size() - 3], "-") << table.output();
+  EXPECT_EQ(xbt.back(), "ok") << table.output();
   w->signal(SIGTERM);
   EXPECT_EQ(w->wait(10s), 0);
 }

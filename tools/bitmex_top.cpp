@@ -44,7 +44,7 @@ struct Row {
   shm::Top top;
   bool has_trade = false;
   shm::TradeQuoteBody tq{};
-  double rate = 0;  // updates per second since the last screen
+  double rate = -1;  // updates per second since the last screen; < 0: no earlier screen
 };
 
 std::string fmt_num(double v) {
@@ -103,12 +103,14 @@ std::string render_table(const shm::Reader& r, const std::vector<Row>& rows) {
       trade = fmt::format("{} {}@{}", row.tq.trade_side ? "S" : "B", row.tq.trade_size,
                           fmt_num(row.tq.trade_price));
     }
-    s += fmt::format("{:<14} {:>10} {:>14} {:>14} {:>10} {:>10} {:>22} {:>8.1f} {:>7} {}\n",
+    // One screen (--once) has no earlier one to take a rate from: "-", not a made-up 0.
+    const std::string rate = row.rate < 0 ? "-" : fmt::format("{:.1f}", row.rate);
+    s += fmt::format("{:<14} {:>10} {:>14} {:>14} {:>10} {:>10} {:>22} {:>8} {:>7} {}\n",
                      row.symbol, t.has_bid ? std::to_string(t.bid.size) : "-",
                      t.has_bid ? fmt_num(t.bid.price) : "-", t.has_ask ? fmt_num(t.ask.price) : "-",
                      t.has_ask ? std::to_string(t.ask.size) : "-",
-                     t.has_bid && t.has_ask ? fmt_num(t.ask.price - t.bid.price) : "-", trade,
-                     row.rate, age_of(t.last_recv_ns), t.stale ? "STALE" : "ok");
+                     t.has_bid && t.has_ask ? fmt_num(t.ask.price - t.bid.price) : "-", trade, rate,
+                     age_of(t.last_recv_ns), t.stale ? "STALE" : "ok");
   }
   (void)r;
   return s;
