@@ -29,36 +29,53 @@ namespace {
 // How long a copy keeps retrying state the producer is changing. A row, trade or quote seqlock is
 // held for one short copy: a bounded spin. A book's is held for a whole frame (milliseconds for the
 // largest partial): spin, then yield, as long as the producer makes progress (the sequence moves),
-// up to kMaxTries. A sequence that does not move for kBookStuckNs was left odd by a producer that
-// died mid-frame, or by a hostile segment: the copy then reports failure instead of yielding
-// kMaxTries times (minutes on a busy machine, where each yield may give the core away for a slice).
+// up to kMaxTries moves. A sequence that does not move for kBookStuckNs was left odd by a producer
+// that died mid-frame, or by a hostile segment, or the producer is alive but off its core (a loaded
+// machine can keep it there for tens of milliseconds in the middle of a large partial). The copy
+// then reports failure unless the producer's process still exists, which gets the copy more time,
+// up to kBookAliveNs without progress in all (a bound for a hostile segment naming a live pid);
+// never kMaxTries yields (minutes on a busy machine, where each yield may give the core away).
 constexpr int kMaxTries = 100000;
 constexpr int kSpinTries = 64;
 constexpr int64_t kBookStuckNs = 20'000'000;
+constexpr int64_t kBookAliveNs = 250'000'000;
+
+// The process `pid` exists (signal 0 checks without sending; EPERM: it exists, owned by another
+// user). A system call: only after kBookStuckNs without progress.
+bool process_exists(int32_t pid) noexcept {
+  return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM);
+}
 
 // Paces the retries of a book copy: true while another try is allowed. The clock (vDSO, no system
 // call) is read only once the spin is over.
 class BookRetry {
  public:
+  explicit BookRetry(int32_t producer_pid) noexcept : pid_(producer_pid) {}
+
   bool again(const std::atomic<uint64_t>& seq) noexcept {
     if (++tries_ <= kSpinTries) return true;
-    if (tries_ > kMaxTries) return false;
     const int64_t now = monotonic_ns();
     const uint64_t s = seq.load(std::memory_order_relaxed);
     if (deadline_ == 0 || s != seen_) {
+      if (++moves_ > kMaxTries) return false;  // it keeps changing: the caller retries later
       seen_ = s;
+      since_ = now;
       deadline_ = now + kBookStuckNs;
     } else if (now > deadline_) {
-      return false;
+      if (now - since_ >= kBookAliveNs || !process_exists(pid_)) return false;
+      deadline_ = now + kBookStuckNs;  // alive: preempted mid-frame, most likely
     }
     std::this_thread::yield();  // the producer is busy with this very book
     return true;
   }
 
  private:
+  int32_t pid_;
   int tries_ = 0;
+  int moves_ = 0;  // times the sequence was seen to change
   uint64_t seen_ = 0;
-  int64_t deadline_ = 0;
+  int64_t since_ = 0;     // when the sequence was last seen to change
+  int64_t deadline_ = 0;  // when to look again whether the producer is alive
 };
 
 }  // namespace
@@ -164,7 +181,7 @@ bool Reader::copy_book(uint16_t table, uint32_t symbol, BookCopy& out) const {
   out.symbol = symbol;
   out.bids.reserve(cap);  // once: later copies do not allocate
   out.asks.reserve(cap);
-  for (BookRetry retry; retry.again(b->seq);) {
+  for (BookRetry retry(seg_.header().producer_pid); retry.again(b->seq);) {
     const uint64_t s = read_begin(b->seq);
     if (s & 1) continue;
     bool sane = true;
@@ -196,7 +213,7 @@ bool Reader::top(uint16_t table, uint32_t symbol, Top& out) const noexcept {
   const Book* b = find_book(table, symbol);
   if (!b) return false;
   const uint32_t slots = seg_.header().level_slots;
-  for (BookRetry retry; retry.again(b->seq);) {
+  for (BookRetry retry(seg_.header().producer_pid); retry.again(b->seq);) {
     const uint64_t s = read_begin(b->seq);
     if (s & 1) continue;
     Top t;

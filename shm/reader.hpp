@@ -120,8 +120,9 @@ class Reader {
   // Every (table, symbol) that has a book slot.
   [[nodiscard]] std::vector<std::pair<uint16_t, uint32_t>> books() const;
   // A whole book, consistent (seqlock). False when there is no such book, its state is impossible,
-  // or its seqlock stayed odd and unchanged for ~20 ms (a producer that died mid-frame) or kept
-  // changing for 100000 tries (retry later). top() likewise.
+  // its seqlock stayed odd and unchanged for ~20 ms while the producer's process is gone (died
+  // mid-frame), for 250 ms while it exists (a producer kept off its core mid-frame gets that long),
+  // or kept changing for 100000 tries (retry later). top() likewise.
   bool copy_book(uint16_t table, uint32_t symbol, BookCopy& out) const;
   bool top(uint16_t table, uint32_t symbol, Top& out) const noexcept;
   bool trade_quote(uint32_t symbol, TradeQuoteBody& out) const noexcept;

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <ostream>
 #include <stdexcept>
@@ -620,6 +621,35 @@ TEST(ShmBook, RandomOperationsMatchASortedListModel) {
   }
   EXPECT_GT(hinted, 1000u);
   EXPECT_GT(misled, 1000u);
+}
+
+// A producer kept off its core in the middle of a frame (a loaded machine can do that for tens
+// of milliseconds, during a large partial) holds the book's seqlock odd with no progress. Its
+// process exists, so the copy waits for the frame to end instead of failing after the ~20 ms that
+// mean "died mid-frame", and returns the state the frame left.
+TEST(ShmBook, ACopyWaitsOutAProducerThatStallsMidFrame) {
+  Fixture f("stall");
+  Reader r = Reader::attach(f.name);
+  Book* b = f.w.book(0, 0);
+  f.w.begin_frame(1);
+  f.w.book_clear(*b);
+  f.w.book_insert(*b, Side::kBuy, 100.0, 10, 1);
+  f.w.end_frame();
+  std::thread producer([&] {
+    f.w.begin_frame(2);
+    f.w.book_insert(*b, Side::kBuy, 100.5, 7, 2);                // opens the seqlock
+    std::this_thread::sleep_for(std::chrono::milliseconds(80));  // the stall under test
+    f.w.end_frame();
+  });
+  while ((b->seq.load() & 1) == 0)  // the frame has begun
+    std::this_thread::yield();
+  BookCopy c;
+  const bool copied = r.copy_book(0, 0, c);
+  producer.join();
+  ASSERT_TRUE(copied);
+  ASSERT_EQ(c.bids.size(), 2u);
+  EXPECT_EQ(c.bids[0].price, 100.5);
+  EXPECT_EQ(c.bids[0].size, 7);
 }
 
 TEST(ShmBook, ReaderNeverSeesAHalfAppliedFrame) {
