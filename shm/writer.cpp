@@ -375,10 +375,10 @@ bool Writer::place(Book& b, Side side, double price, int64_t size, uint64_t id,
   uint32_t begin = b.begin[s].load(std::memory_order_relaxed);
   uint32_t end = b.end[s].load(std::memory_order_relaxed);
   if (end - begin >= book_levels_) return false;
-  // Upper bound: after every level not better than the new one.
+  // Upper bound: after every level not better than the new one. The hinted position when its
+  // neighbours say so, else a search.
   const double sg = sign_of(side);
   const double x = price * sg;
-  // After every level not better than the new one: the hinted position if its neighbours say so.
   size_t pos = end - size_t{depth};  // meaningful only when depth <= end - begin
   const bool hinted = depth <= end - begin && (pos == end || lv[pos].price * sg > x) &&
                       (pos == begin || lv[pos - 1].price * sg <= x);
