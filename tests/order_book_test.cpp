@@ -518,6 +518,51 @@ struct Checked {
   }
 };
 
+// finish_bulk takes a side that arrived in price order (either way) without sorting it: every
+// order a partial may come in ends as the same book, checked against the std::map reference:
+// descending and ascending prices, one level out of place at either end or in the middle, and a
+// repeated level whose new price breaks the order.
+TEST(OrderBook, BulkInAnyOrderEndsSorted) {
+  enum Order {
+    kDescending,
+    kAscending,
+    kFirstMisplaced,
+    kLastMisplaced,
+    kMiddleMisplaced,
+    kRepeatBreaksIt
+  };
+  for (Order order : {kDescending, kAscending, kFirstMisplaced, kLastMisplaced, kMiddleMisplaced,
+                      kRepeatBreaksIt}) {
+    for (Side side : {kBuy, kSell}) {
+      Checked c(16);
+      std::vector<double> prices;
+      for (int i = 0; i < 300; ++i)
+        prices.push_back(1000.0 - 0.5 * i);  // descending, as BitMEX lists a partial
+      if (order == kAscending) std::reverse(prices.begin(), prices.end());
+      if (order == kFirstMisplaced) std::swap(prices.front(), prices[150]);
+      if (order == kLastMisplaced) std::swap(prices.back(), prices[10]);
+      if (order == kMiddleMisplaced) std::swap(prices[100], prices[101]);
+      uint64_t id = 1;
+      for (double p : prices) {
+        ASSERT_EQ(c.book.bulk_insert(side, id, p, int64_t(id)), Result::kOk);
+        c.ref[static_cast<int>(side)][id] = {p, int64_t(id)};
+        ++id;
+      }
+      if (order == kRepeatBreaksIt) {  // level 100 again, now the worst on either side
+        const double p = side == kBuy ? 100.0 : 5000.0;
+        ASSERT_EQ(c.book.bulk_insert(side, 100, p, 7), Result::kDuplicateInsert);
+        c.ref[static_cast<int>(side)][100] = {p, 7};
+      }
+      c.book.finish_bulk();
+      ASSERT_NO_FATAL_FAILURE(c.check(("order " + std::to_string(order)).c_str()));
+      // And the tiers work after it: deltas at the best and deep.
+      ASSERT_NO_FATAL_FAILURE(c.insert(side, 9000, side == kBuy ? 1000.25 : 849.75, 1));
+      ASSERT_NO_FATAL_FAILURE(c.remove(side, 200));
+      ASSERT_NO_FATAL_FAILURE(c.check("deltas after it"));
+    }
+  }
+}
+
 // A side of 600 levels; at every depth from the best to past the worst: an insert there, an update
 // of its size, a move of it to the best and back, and its delete. The depths cross every internal
 // boundary (the 64 levels counted first, the top tier's 64..192 levels, the two ends of each
