@@ -416,6 +416,27 @@ TEST_F(TwoBooks, UpdateWithNewPriceMovesTheLevel) {
   EXPECT_FALSE(e.book("XBTUSD")->stale);
 }
 
+// BitMEX sends symbol, id, side, size, price in that order, and the engine resolves the book as
+// soon as it has the symbol and the id; rows in another order, or naming a symbol twice (the last
+// one counts, as for every field), must still reach the right book.
+TEST_F(TwoBooks, BookRowFieldsInAnyOrderReachTheirSymbolsBook) {
+  feed(e, book_frame("update", R"({"size":24,"side":"Sell","id":2,"symbol":"XBTUSD"})"));
+  feed(e, book_frame("update", R"({"id":1,"symbol":"XBTUSD","size":11,"side":"Buy"})"));
+  EXPECT_EQ(bids(e, "XBTUSD"), (Ladder{{100, 11}}));
+  EXPECT_EQ(asks(e, "XBTUSD"), (Ladder{{101, 24}}));
+  feed(e, book_frame("update", R"({"symbol":"XBTUSD","id":1,"side":"Buy","size":31,)"
+                               R"("symbol":"ETHUSD"})"));
+  EXPECT_EQ(bids(e, "ETHUSD"), (Ladder{{10, 31}}));
+  EXPECT_EQ(bids(e, "XBTUSD"), (Ladder{{100, 11}}));
+  feed(e, book_frame("delete", R"({"symbol":"ETHUSD","id":2,"symbol":"XBTUSD","side":"Sell"})"));
+  EXPECT_EQ(asks(e, "XBTUSD"), (Ladder{}));
+  EXPECT_EQ(asks(e, "ETHUSD"), (Ladder{{11, 40}}));
+  EXPECT_EQ(e.stats().bad_rows, 0u);
+  EXPECT_EQ(e.stats().unknown_levels, 0u);
+  EXPECT_FALSE(e.book("XBTUSD")->stale);
+  EXPECT_FALSE(e.book("ETHUSD")->stale);
+}
+
 TEST(FeedEngine, NewEraRowWithArbitraryIdAndPriceIsApplied) {
   // nautilus-rows/ws_orderbook_l2.json: id 62400580205 no longer encodes 98459.9.
   FeedEngine e;
