@@ -236,14 +236,7 @@ struct FeedEngine::FrameHeader {
 // One book row as its fields are reached. Each reader takes the field's value; a value of the
 // wrong type or range marks the row bad instead of stopping the walk. No allocation.
 struct FeedEngine::BookRow {
-  BookRow(FeedEngine& e, const TableEntry& t) noexcept : engine(e), table(t) {}
-  FeedEngine& engine;
-  const TableEntry& table;
-  std::string_view symbol;   // the raw token, quotes included
-  uint32_t sym = kNoSymbol;  // `symbol` resolved, when resolved_from == symbol.data()
-  const char* resolved_from = nullptr;
-  const OrderBook* book = nullptr;  // the row's book, once known
-  bool searches = false;            // inserts and deletes search the side's best keys
+  std::string_view symbol;  // the raw token, quotes included; resolved after the row
   uint64_t id = 0;
   int64_t size = 0;
   double price = 0;
@@ -254,29 +247,13 @@ struct FeedEngine::BookRow {
   [[gnu::always_inline]] void read_symbol(od::value& v) noexcept {
     symbol = json::trim_token(v.raw_json_token());
   }
-  // With the symbol known (BitMEX sends it first), the level's index line is requested as soon as
-  // the id is read, so that it arrives while side, size and price are parsed.
-  [[gnu::always_inline]] void read_id(od::value& v) {
+  [[gnu::always_inline]] void read_id(od::value& v) noexcept {
     bad |= v.get_uint64().get(id) != simdjson::SUCCESS;
     has_id = true;
-    if (!symbol.empty()) {
-      sym = engine.symbol_of_token(symbol, true);
-      resolved_from = symbol.data();
-      if (sym < table.books.size() && table.books[sym]) {
-        book = &table.books[sym]->book;
-        book->prefetch(id);
-      }
-    }
-  }
-  // The row's symbol id (kNoSymbol: none usable), resolved once.
-  [[nodiscard]] uint32_t symbol_id() {
-    if (symbol.empty()) return kNoSymbol;
-    return resolved_from == symbol.data() ? sym : engine.symbol_of_token(symbol, true);
   }
   [[gnu::always_inline]] void read_side(od::value& v) noexcept {
     bad |= !parse_side(json::trim_token(v.raw_json_token()), side);
     has_side = true;
-    if (book && searches) book->prefetch_top(side);
   }
   [[gnu::always_inline]] void read_size(od::value& v) noexcept {
     bad |= v.get_int64().get(size) != simdjson::SUCCESS;
@@ -300,7 +277,7 @@ struct FeedEngine::BookRow {
   // order symbol, id, side, size, price into one compare per step halves callgrind's branch
   // misses, but measured 10% slower per book frame on a real core, whose predictor learns this
   // switch from history: the loop stays.)
-  [[gnu::always_inline]] void read_field(od::field& f) {
+  [[gnu::always_inline]] void read_field(od::field& f) noexcept {
     const char* k = key_ptr(f);
     od::value& v = f.value();
     switch (k[0]) {
@@ -943,8 +920,7 @@ bool FeedEngine::book_rows(od::array data, TableEntry& t, FrameHeader& h) {
       h.rows_lost = true;
       return false;
     }
-    BookRow r(*this, t);
-    r.searches = h.action == Action::kInsert || h.action == Action::kDelete;
+    BookRow r;
     for (auto fr : row) {
       if (fr.error()) {
         h.rows_lost = true;
@@ -954,7 +930,7 @@ bool FeedEngine::book_rows(od::array data, TableEntry& t, FrameHeader& h) {
     }
     ++t.rows[static_cast<int>(h.action)];
     ++stats_.rows;
-    const uint32_t sym = r.symbol_id();
+    const uint32_t sym = r.symbol.empty() ? kNoSymbol : symbol_of_token(r.symbol, true);
     if (sym == kNoSymbol) {  // no symbol: nothing to attach it to
       ++stats_.bad_rows;
       emit(EventKind::kBadRow, tid, kNoSymbol, 0, "book row without a usable symbol");

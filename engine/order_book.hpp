@@ -168,12 +168,6 @@ class alignas(64) SideOrder {  // one line each: four of them per book, all hot
   [[nodiscard]] size_t count_top(double key) const noexcept;
   template <bool kStrict>
   [[nodiscard]] size_t bound_below_top(double key) const noexcept;
-  // Starts loading the kTop keys below end_ that count_top() reads. A hint only.
-  void prefetch_top() const noexcept {
-    const char* p = reinterpret_cast<const char*>(keys_.data() + end_ - kTop);
-    for (size_t i = 0; i <= kTop * sizeof(double) / 64; ++i)
-      __builtin_prefetch(p + 64 * i);
-  }
   // Position of the level held in `slot` with `key`, or kNone.
   [[nodiscard]] size_t find(double key, uint32_t slot) const noexcept;
 
@@ -270,16 +264,6 @@ class OrderBook {
   // the book does not hold it). One index probe and one branch-free pass over the 64 best keys;
   // no allocation. For an update, whose own lookup does not learn the depth.
   [[nodiscard]] uint32_t depth_of(Side side, uint64_t id) const noexcept;
-
-  // Starts loading the index line where a lookup of `id` (either side) begins, for a caller that
-  // knows the id before it has the rest of the row: the row's other fields are parsed while the
-  // line comes in. Only a hint to the CPU: no fault, no state change, no allocation.
-  void prefetch(uint64_t id) const noexcept {
-    __builtin_prefetch(buckets_.data() + (product(id) >> bucket_shift_));  // == home_of_tag()
-  }
-
-  // Starts loading the best keys of `side`, which an insert or a delete searches first. A hint.
-  void prefetch_top(Side side) const noexcept { top_[index(side)].prefetch_top(); }
 
   // The price of level (side, id), or 0 when the book does not hold it. No allocation.
   [[nodiscard]] double level_price(Side side, uint64_t id) const noexcept;

@@ -416,9 +416,8 @@ TEST_F(TwoBooks, UpdateWithNewPriceMovesTheLevel) {
   EXPECT_FALSE(e.book("XBTUSD")->stale);
 }
 
-// BitMEX sends symbol, id, side, size, price in that order, and the engine resolves the book as
-// soon as it has the symbol and the id; rows in another order, or naming a symbol twice (the last
-// one counts, as for every field), must still reach the right book.
+// BitMEX sends symbol, id, side, size, price in that order; rows in another order, or naming a
+// symbol twice (the last one counts, as for every field), must still reach the right book.
 TEST_F(TwoBooks, BookRowFieldsInAnyOrderReachTheirSymbolsBook) {
   feed(e, book_frame("update", R"({"size":24,"side":"Sell","id":2,"symbol":"XBTUSD"})"));
   feed(e, book_frame("update", R"({"id":1,"symbol":"XBTUSD","size":11,"side":"Buy"})"));
