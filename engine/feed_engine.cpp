@@ -515,8 +515,11 @@ void FeedEngine::publish_level(BookEntry& b, Action action, Side side, uint64_t 
 }
 
 // The whole current state of the row a generic row just changed, into the segment's rows region.
-// No allocation (row_json_ is reserved by publish_to).
-void FeedEngine::publish_row(TableEntry& t, uint32_t symbol, Action action) noexcept {
+// A row that an insert or partial wrote whole is its received `text` when that has no spacing
+// (BitMEX sends none): the bytes go to the segment as they are, not rebuilt field by field. No
+// allocation (row_json_ is reserved by publish_to).
+void FeedEngine::publish_row(TableEntry& t, uint32_t symbol, Action action,
+                             std::string_view text) noexcept {
   const GenericTable& g = *t.generic;
   if (action == Action::kDelete) {
     out_->row_erase(t.id, g.last_key());
@@ -524,12 +527,16 @@ void FeedEngine::publish_row(TableEntry& t, uint32_t symbol, Action action) noex
   }
   const GenericTable::Row* row = g.last_row();
   if (!row) return;
-  row_json_.clear();
-  g.append_json(*row, row_json_);
+  std::string_view json = text;
+  if (action == Action::kUpdate || text.size() != g.json_size(*row)) {  // merged, or spaced
+    row_json_.clear();
+    g.append_json(*row, row_json_);
+    json = row_json_;
+  }
   const std::string_view key = !g.keyless()          ? g.last_key()
                                : symbol != kNoSymbol ? symbols_.name(symbol)
                                                      : std::string_view{};
-  out_->row_put(t.id, key, symbol, row_json_);
+  out_->row_put(t.id, key, symbol, json);
 }
 
 FrameResult FeedEngine::on_frame(const char* data, size_t len, size_t capacity, int64_t recv_ns) {
@@ -1058,7 +1065,10 @@ bool FeedEngine::generic_rows(od::array data, TableEntry& t, FrameHeader& h) {
     }
     // Every row goes to the ring as received, in order, even one that a later row of the same
     // symbol replaces before it is stored.
-    if (out_) out_->row(tid, row_.symbol, h.action, row_text(row_start), row_time(t, row_));
+    if (out_) {
+      row_.text = row_text(row_start);
+      out_->row(tid, row_.symbol, h.action, row_.text, row_time(t, row_));
+    }
     if (keyless_insert && row_.symbol != kNoSymbol) {
       if (has_pending && pending_.symbol == row_.symbol) {
         if (t.is_trade) commit_typed(t, pending_);  // replaced, but its trade may still count
@@ -1140,7 +1150,7 @@ bool FeedEngine::apply_generic_row(TableEntry& t, const GenericRow& r, Action ac
       }
       return false;
   }
-  if (out_) publish_row(t, r.symbol, action);
+  if (out_) publish_row(t, r.symbol, action, r.text);
   if ((t.is_trade || t.is_quote) && r.symbol != kNoSymbol && action != Action::kDelete) {
     commit_typed(t, r);
   }

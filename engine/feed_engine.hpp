@@ -207,7 +207,7 @@ class FeedEngine {
   void publish_stats() noexcept;
   void publish_level(BookEntry& b, Action action, Side side, uint64_t id, double old_price,
                      double price, int64_t size) noexcept;
-  void publish_row(TableEntry& t, uint32_t symbol, Action action) noexcept;
+  void publish_row(TableEntry& t, uint32_t symbol, Action action, std::string_view text) noexcept;
   std::string_view row_text(const char* start) noexcept;
   FrameResult fail(FrameKind kind, const FrameHeader& h, std::string_view excerpt);
   void classify_control(FrameHeader& h);
@@ -241,7 +241,8 @@ class FeedEngine {
     std::array<uint16_t, kTypedSlots + 1> typed_at{};  // last field of each slot, or kAbsent
     uint16_t symbol_at = kAbsent;                      // first "symbol" field, or kAbsent
     uint32_t symbol = kNoSymbol;
-    bool bad = false;  // more distinct fields than configured
+    std::string_view text;  // the row as received, in the frame (only when publishing)
+    bool bad = false;       // more distinct fields than configured
   };
   bool read_generic_row(simdjson::ondemand::object& row, const TableEntry& t, GenericRow& r);
   bool apply_generic_row(TableEntry& t, const GenericRow& r, Action action, uint16_t tid);

@@ -205,6 +205,13 @@ void GenericTable::append_json(const Row& row, std::string& out) const {
   out += '}';
 }
 
+size_t GenericTable::json_size(const Row& row) const noexcept {
+  size_t n = 2 + row.live_bytes + (row.fields.empty() ? 0 : row.fields.size() - 1);  // {} and ,
+  for (const Field& f : row.fields)
+    n += fields_.name(f.name).size() + 3;  // "name":
+  return n;
+}
+
 GenericTable::Result GenericTable::apply(Action action, std::span<const RawField> fields) {
   last_row_ = nullptr;
   if (!make_key(fields, key_)) return Result::kBadKey;

@@ -123,6 +123,10 @@ class GenericTable {
   // The row as one JSON object, fields in stored order, values as received. No allocation once
   // `out` has the capacity.
   void append_json(const Row& row, std::string& out) const;
+  // How many bytes append_json() gives for `row`, without writing them. A row that an insert or
+  // partial wrote whole was received as an object holding exactly those names and values in that
+  // order, so received text of this length can only be the same bytes (no room for a space).
+  [[nodiscard]] size_t json_size(const Row& row) const noexcept;
   [[nodiscard]] size_t size() const noexcept { return index_.size(); }
   template <class F>
   void for_each(F&& f) const {

@@ -202,4 +202,56 @@ TEST(Publish, GenericFrameBrokenInsideItsDataIsMalformedNotAnException) {
   shm::Segment::remove(name);
 }
 
+// A row's current state in the segment is its JSON without spacing, however it arrived: a compact
+// row as received (field order, repeated fields and nested values kept), a spaced one rewritten,
+// a merged update as the merged row.
+TEST(Publish, SegmentRowIsTheRowsJsonWithoutSpacingHoweverItArrived) {
+  const std::string name = "/bmx-publish-rows-" + std::to_string(::getpid());
+  shm::Segment seg = shm::Segment::create(name, Published::config());
+  shm::Writer writer(seg);
+  FeedEngine engine;
+  engine.publish_to(&writer);
+  shm::Reader r = shm::Reader::attach(name);
+  std::string json;
+
+  bmxtest::feed(engine, R"({"table":"quote","action":"partial","keys":[],)"
+                        R"("filter":{"symbol":"XBTUSD"},"data":[{"timestamp":)"
+                        R"("2021-04-05T00:00:01.000Z","symbol":"XBTUSD","bidSize":1,)"
+                        R"("bidPrice":57000.5,"askPrice":57001,"askSize":2}]})");
+  const uint16_t quote = *r.table_id("quote");
+  ASSERT_TRUE(r.find_row(quote, "XBTUSD", json));
+  EXPECT_EQ(json, R"({"timestamp":"2021-04-05T00:00:01.000Z","symbol":"XBTUSD","bidSize":1,)"
+                  R"("bidPrice":57000.5,"askPrice":57001,"askSize":2})");
+
+  // Spaced (and a field repeated): stored without the spaces, both occurrences kept.
+  bmxtest::feed(engine,
+                "{\"table\":\"quote\",\"action\":\"insert\",\"data\":[ { \"timestamp\" :"
+                " \"2021-04-05T00:00:02.000Z\",\n\t\"symbol\":\"XBTUSD\", \"bidSize\": 3 ,"
+                "\"bidPrice\":57000,\"askPrice\":57001,\"askSize\":4,\"askSize\":5 } ]}");
+  ASSERT_TRUE(r.find_row(quote, "XBTUSD", json));
+  EXPECT_EQ(json, R"({"timestamp":"2021-04-05T00:00:02.000Z","symbol":"XBTUSD","bidSize":3,)"
+                  R"("bidPrice":57000,"askPrice":57001,"askSize":4,"askSize":5})");
+
+  // Compact, with a nested value whose own spacing is part of the value.
+  bmxtest::feed(engine, R"({"table":"quote","action":"insert","data":[{"timestamp":)"
+                        R"("2021-04-05T00:00:03.000Z","symbol":"XBTUSD","bidSize":6,)"
+                        R"("extra":{"a": [1, 2]},"askSize":7}]})");
+  ASSERT_TRUE(r.find_row(quote, "XBTUSD", json));
+  EXPECT_EQ(json, R"({"timestamp":"2021-04-05T00:00:03.000Z","symbol":"XBTUSD","bidSize":6,)"
+                  R"("extra":{"a": [1, 2]},"askSize":7})");
+
+  // A keyed table: the partial's row, then an update merged into it.
+  bmxtest::feed(engine,
+                R"({"table":"instrument","action":"partial","keys":["symbol"],)"
+                R"("filter":{},"data":[{"symbol":"XBTUSD","state":"Open","lastPrice":1}]})");
+  const uint16_t instrument = *r.table_id("instrument");
+  ASSERT_TRUE(r.find_row(instrument, "XBTUSD", json));
+  EXPECT_EQ(json, R"({"symbol":"XBTUSD","state":"Open","lastPrice":1})");
+  bmxtest::feed(engine, R"({"table":"instrument","action":"update","data":[)"
+                        R"({"symbol":"XBTUSD","lastPrice":2,"fairPrice":3}]})");
+  ASSERT_TRUE(r.find_row(instrument, "XBTUSD", json));
+  EXPECT_EQ(json, R"({"symbol":"XBTUSD","state":"Open","lastPrice":2,"fairPrice":3})");
+  shm::Segment::remove(name);
+}
+
 }  // namespace
