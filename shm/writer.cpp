@@ -555,6 +555,9 @@ bool Writer::row_put(uint16_t table, std::string_view key, uint32_t symbol,
                          : UINT32_MAX;
   if (i == UINT32_MAX) {
     seg_.stats().segment_full.fetch_add(1, std::memory_order_relaxed);
+    // A row that outgrew row_bytes: its last version that fitted must not stay readable as if
+    // current. Absent (and counted) is what a reader can act on.
+    if (json.size() > h_.row_bytes) row_erase(table, key);
     return false;
   }
   RowSlot& rs = seg_.row_slot(i);

@@ -78,7 +78,9 @@ class Writer {
   // A table's partial: its rows for `symbol` (kNoSymbol: every row) are about to be replaced.
   void table_clear(uint16_t table, uint32_t symbol) noexcept;
   // Current state of a keyed row: its whole JSON text after merges. False when the row does not fit
-  // (key or text too long, region full): counted in stats().segment_full.
+  // (key or text too long, region full): counted in stats().segment_full, and a text too long
+  // also takes the row's previous version out of the segment (readers find no row, not an old
+  // one).
   bool row_put(uint16_t table, std::string_view key, uint32_t symbol,
                std::string_view json) noexcept;
   void row_erase(uint16_t table, std::string_view key) noexcept;

@@ -729,6 +729,15 @@ TEST(ShmRows, PutFindEraseAndClear) {
   // A row larger than row_bytes (256) is refused and counted, not truncated.
   EXPECT_FALSE(f.w.row_put(1, "BIG", 2, std::string(300, ' ')));
   EXPECT_EQ(r.stats().segment_full.load(), 1u);
+  // A row that outgrows row_bytes is gone from the segment, not left readable as it was before.
+  EXPECT_FALSE(f.w.row_put(1, "XBTUSD", 0, R"({"symbol":"XBTUSD","text":")" +
+                                               std::string(250, 'x') + R"("})"));
+  EXPECT_EQ(r.stats().segment_full.load(), 2u);
+  EXPECT_FALSE(r.find_row(1, "XBTUSD", json));
+  EXPECT_EQ(r.rows(1).size(), 0u);
+  ASSERT_TRUE(f.w.row_put(1, "XBTUSD", 0, R"({"symbol":"XBTUSD"})"));  // back once it fits
+  ASSERT_TRUE(r.find_row(1, "XBTUSD", json));
+  EXPECT_EQ(json, R"({"symbol":"XBTUSD"})");
 }
 
 // Found by fuzz_pipeline (regression keyless-row-without-symbol-null-key): a keyless table's row
