@@ -839,13 +839,28 @@ bool FeedEngine::begin_partial(TableEntry& t, FrameHeader& h) {
     filter_.push_back(
         RawField{g.field_id(partial_filter_[i].first, UINT32_MAX), partial_filter_[i].second});
   }
-  const bool rekeyed = g.begin_partial(key_ids_, filter_);
+  // A filter on more than the symbol ({"account":22,"symbol":"XBTUSD"} for "order:XBTUSD") drops
+  // rows the segment cannot select by symbol: the segment loses exactly the rows the table drops,
+  // each under the key publish_row() stored it with.
+  const bool by_row = out_ && other_filters;
+  const bool rekeyed =
+      g.begin_partial(key_ids_, filter_, [&](std::string_view key, const auto& row) {
+        if (!by_row) return;
+        if (g.keyless()) {
+          const std::string_view tok = row.value(g.symbol_field());
+          const uint32_t sym = tok.empty() ? kNoSymbol : symbol_of_token(tok, false);
+          key = sym == kNoSymbol ? std::string_view{} : symbols_.name(sym);
+        }
+        out_->row_erase(t.id, key);
+      });
   if (filter_symbol == kNoSymbol || other_filters) {
     g.cover_all();  // a whole table, or an account's rows
   } else {
     g.cover_symbol(filter_symbol);
   }
-  if (out_) out_->table_clear(t.id, other_filters || rekeyed ? kNoSymbol : filter_symbol);
+  if (out_) {
+    out_->table_clear(t.id, rekeyed ? kNoSymbol : filter_symbol, /*drop_rows=*/rekeyed || !by_row);
+  }
   return true;
 }
 

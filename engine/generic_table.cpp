@@ -78,26 +78,13 @@ uint32_t GenericTable::field_id(std::string_view raw_name, uint32_t position) no
   return fields_.intern(raw_name);
 }
 
-bool GenericTable::begin_partial(std::span<const uint32_t> keys, std::span<const RawField> filter) {
+bool GenericTable::start_partial(std::span<const uint32_t> keys) {
   forget_symbol_rows();
   const bool rekeyed =
       partial_seen_ && !std::equal(keys.begin(), keys.end(), keys_.begin(), keys_.end());
   keys_.assign(keys.begin(), keys.end());
   partial_seen_ = true;
   stale = false;
-  for (auto it = index_.begin(); it != index_.end();) {
-    Row& row = rows_[it->second];
-    const bool covered =
-        rekeyed || std::all_of(filter.begin(), filter.end(),
-                               [&](const RawField& f) { return row.value(f.name) == f.value; });
-    if (covered) {
-      row.in_use = false;
-      free_rows_.push_back(it->second);
-      it = index_.erase(it);
-    } else {
-      ++it;
-    }
-  }
   return rekeyed;
 }
 

@@ -15,12 +15,14 @@
 // (an account's orders are not), and is the one cold case here.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "engine/interner.hpp"
@@ -96,8 +98,27 @@ class GenericTable {
   // Partial: set the key fields and drop every row that the filter covers (all rows if the filter
   // is empty), keeping their memory for reuse. A partial whose keys differ from the previous
   // partial's drops every row: rows kept under other keys could never be found again. Returns true
-  // when every row was dropped that way. Cold path.
-  bool begin_partial(std::span<const uint32_t> keys, std::span<const RawField> filter);
+  // when every row was dropped that way. `on_drop(key, row)` sees each row the filter drops, just
+  // before it goes (not when every row goes for new keys). Cold path.
+  template <class OnDrop>
+  bool begin_partial(std::span<const uint32_t> keys, std::span<const RawField> filter,
+                     OnDrop&& on_drop) {
+    const bool rekeyed = start_partial(keys);
+    for (auto it = index_.begin(); it != index_.end();) {
+      if (!rekeyed && !covered(rows_[it->second], filter)) {
+        ++it;
+        continue;
+      }
+      if (!rekeyed) on_drop(std::string_view(it->first), std::as_const(rows_[it->second]));
+      rows_[it->second].in_use = false;
+      free_rows_.push_back(it->second);
+      it = index_.erase(it);
+    }
+    return rekeyed;
+  }
+  bool begin_partial(std::span<const uint32_t> keys, std::span<const RawField> filter) {
+    return begin_partial(keys, filter, [](std::string_view, const Row&) {});
+  }
   [[nodiscard]] bool keyless() const noexcept { return keys_.empty(); }
   [[nodiscard]] std::span<const uint32_t> keys() const noexcept { return keys_; }
 
@@ -183,6 +204,11 @@ class GenericTable {
   static constexpr uint32_t kNoRow = UINT32_MAX;
   std::vector<uint32_t> row_of_symbol_;
   void forget_symbol_rows() noexcept;
+  bool start_partial(std::span<const uint32_t> keys);  // true: new keys
+  static bool covered(const Row& row, std::span<const RawField> filter) noexcept {
+    return std::all_of(filter.begin(), filter.end(),
+                       [&](const RawField& f) { return row.value(f.name) == f.value; });
+  }
   const Row* last_row_ = nullptr;
   std::string key_;      // scratch
   std::string scratch_;  // scratch for compaction

@@ -506,7 +506,7 @@ void Writer::row(uint16_t table, uint32_t symbol, Action action, std::string_vie
   emit(r, json);
 }
 
-void Writer::table_clear(uint16_t table, uint32_t symbol) noexcept {
+void Writer::table_clear(uint16_t table, uint32_t symbol, bool drop_rows) noexcept {
   if (table < h_.max_tables) {
     DirEntry& e = seg_.table_entry(table);
     e.used.store(e.used.load(std::memory_order_relaxed) | kDirPartial, std::memory_order_release);
@@ -517,7 +517,7 @@ void Writer::table_clear(uint16_t table, uint32_t symbol) noexcept {
   r.symbol = symbol;
   emit(r);
   // Cold (partials): tombstone every row the partial covers.
-  for (uint32_t i = 0; i < h_.row_slots; ++i) {
+  for (uint32_t i = 0; drop_rows && i < h_.row_slots; ++i) {
     RowSlot& rs = seg_.row_slot(i);
     if (rs.h.state == 1 && rs.h.table == table && (symbol == kNoSymbol || rs.h.symbol == symbol)) {
       RowHeader h = rs.h;  // the producer reads what only it writes

@@ -76,7 +76,9 @@ class Writer {
   void row(uint16_t table, uint32_t symbol, Action action, std::string_view json,
            int64_t exchange_ns = 0) noexcept;
   // A table's partial: its rows for `symbol` (kNoSymbol: every row) are about to be replaced.
-  void table_clear(uint16_t table, uint32_t symbol) noexcept;
+  // `drop_rows` false: the caller takes the replaced rows out itself (row_erase), because the
+  // partial's filter selects them by more than their symbol; only the record is published.
+  void table_clear(uint16_t table, uint32_t symbol, bool drop_rows = true) noexcept;
   // Current state of a keyed row: its whole JSON text after merges. False when the row does not fit
   // (key or text too long, region full): counted in stats().segment_full, and a text too long
   // also takes the row's previous version out of the segment (readers find no row, not an old

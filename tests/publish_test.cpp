@@ -254,4 +254,49 @@ TEST(Publish, SegmentRowIsTheRowsJsonWithoutSpacingHoweverItArrived) {
   shm::Segment::remove(name);
 }
 
+// BitMEX answers a subscription to "order:XBTUSD" with a partial filtered by account *and* symbol
+// (tests/data/bitmex/api-connectors-fixtures/orderSymboledEmptyPartial.ndjson). A second such
+// partial, for ETHUSD, replaces only ETHUSD's orders: the XBTUSD order must stay in the segment as
+// it stays in the engine, for keyed and for keyless tables.
+TEST(Publish, PartialFilteredByAccountAndSymbolKeepsOtherSymbolsRowsInTheSegment) {
+  const std::string name = "/bmx-publish-filter-" + std::to_string(::getpid());
+  shm::Segment seg = shm::Segment::create(name, Published::config());
+  shm::Writer writer(seg);
+  FeedEngine engine;
+  engine.publish_to(&writer);
+  shm::Reader r = shm::Reader::attach(name);
+  auto partial = [&](std::string_view table, std::string_view keys, std::string_view symbol,
+                     std::string_view row) {
+    bmxtest::feed(engine, std::string(R"({"table":")") + std::string(table) +
+                              R"(","action":"partial","keys":)" + std::string(keys) +
+                              R"(,"filter":{"account":22,"symbol":")" + std::string(symbol) +
+                              R"("},"data":[)" + std::string(row) + "]}");
+  };
+  partial("order", R"(["orderID"])", "XBTUSD",
+          R"({"orderID":"a1","account":22,"symbol":"XBTUSD","price":95000})");
+  partial("order", R"(["orderID"])", "ETHUSD",
+          R"({"orderID":"b2","account":22,"symbol":"ETHUSD","price":3000})");
+  partial("execution", "[]", "XBTUSD", R"({"execID":"e1","account":22,"symbol":"XBTUSD"})");
+  partial("execution", "[]", "ETHUSD", R"({"execID":"e2","account":22,"symbol":"ETHUSD"})");
+
+  std::string json;
+  const uint16_t order = *r.table_id("order");
+  ASSERT_TRUE(r.find_row(order, "a1", json));
+  EXPECT_EQ(json, R"({"orderID":"a1","account":22,"symbol":"XBTUSD","price":95000})");
+  ASSERT_TRUE(r.find_row(order, "b2", json));
+  const uint16_t execution = *r.table_id("execution");
+  ASSERT_TRUE(r.find_row(execution, "XBTUSD", json));
+  EXPECT_EQ(json, R"({"execID":"e1","account":22,"symbol":"XBTUSD"})");
+  ASSERT_TRUE(r.find_row(execution, "ETHUSD", json));
+  // The same partial again replaces its own rows only.
+  partial("order", R"(["orderID"])", "XBTUSD",
+          R"({"orderID":"a3","account":22,"symbol":"XBTUSD","price":96000})");
+  EXPECT_FALSE(r.find_row(order, "a1", json));
+  EXPECT_TRUE(r.find_row(order, "a3", json));
+  EXPECT_TRUE(r.find_row(order, "b2", json));
+  consumer::LocalBooks none;
+  EXPECT_EQ(consumer::dump_state(r, none), dump_state(engine));
+  shm::Segment::remove(name);
+}
+
 }  // namespace

@@ -730,8 +730,8 @@ TEST(ShmRows, PutFindEraseAndClear) {
   EXPECT_FALSE(f.w.row_put(1, "BIG", 2, std::string(300, ' ')));
   EXPECT_EQ(r.stats().segment_full.load(), 1u);
   // A row that outgrows row_bytes is gone from the segment, not left readable as it was before.
-  EXPECT_FALSE(f.w.row_put(1, "XBTUSD", 0, R"({"symbol":"XBTUSD","text":")" +
-                                               std::string(250, 'x') + R"("})"));
+  EXPECT_FALSE(f.w.row_put(1, "XBTUSD", 0,
+                           R"({"symbol":"XBTUSD","text":")" + std::string(250, 'x') + R"("})"));
   EXPECT_EQ(r.stats().segment_full.load(), 2u);
   EXPECT_FALSE(r.find_row(1, "XBTUSD", json));
   EXPECT_EQ(r.rows(1).size(), 0u);
