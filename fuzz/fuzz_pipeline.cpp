@@ -9,8 +9,11 @@
 //    keyed row found by its key);
 //  - the ring: sequences strictly increasing, the reader ends each frame at the head, on a record
 //    flagged last-in-frame, and a lapped reader is told how much it lost;
-//  - the segment's books: each engine book has one, stale whenever the engine's is, and not
-//    crossed unless stale;
+//  - the segment's books: each engine book has one, stale whenever the engine's is, not crossed
+//    unless stale, and, when neither is stale, level for level the engine's book;
+//  - the segment's rows: every keyed row the engine holds is there under its key with the engine's
+//    JSON of it, and no other row of its table is (unless the segment counted rows it had no room
+//    for: then a row may be absent, never different);
 //  - allocation, exactly as far as the engine promises it (feed_engine.hpp, engine_alloc_test.cpp):
 //    a frame that is not a partial, names no new table, creates no book, grows no book and is not a
 //    generic table's (whose new keyed rows may allocate, generic_table.hpp) allocates nothing.
@@ -22,6 +25,8 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <tuple>
+#include <vector>
 
 #include "engine/feed_engine.hpp"
 #include "fuzz/fuzz_support.hpp"
@@ -96,6 +101,7 @@ class Pipeline {
     fuzz::check_engine(engine_);
     check_ring();
     check_books();
+    check_rows();
   }
 
  private:
@@ -138,7 +144,63 @@ class Pipeline {
         BMX_FUZZ_CHECK(top.stale || !top.has_bid || !top.has_ask || top.bid.price < top.ask.price,
                        "%s symbol %u: segment book crossed and not stale (%g / %g)", t.name.c_str(),
                        s, top.bid.price, top.ask.price);
+        if (!top.stale && !b->stale) check_ladders(t, s, b->book);
       }
+    }
+  }
+
+  // A book that neither side calls stale is the same book: the same prices in the same order, and
+  // the same (price, id, size) levels (levels at one price, which no sane book has, in any order).
+  void check_ladders(const FeedEngine::TableEntry& t, uint32_t s, const OrderBook& book) {
+    BMX_FUZZ_CHECK(reader_->copy_book(t.id, s, copy_), "%s symbol %u: book copied", t.name.c_str(),
+                   s);
+    for (const Side side : {Side::kBuy, Side::kSell}) {
+      const std::vector<shm::Level>& seg = side == Side::kBuy ? copy_.bids : copy_.asks;
+      const uint32_t n = book.depth(side);
+      BMX_FUZZ_CHECK(seg.size() == n,
+                     "%s symbol %u side %d: %zu levels in the segment, %u in the "
+                     "engine",
+                     t.name.c_str(), s, static_cast<int>(side), seg.size(), n);
+      mine_.clear();
+      theirs_.clear();
+      for (uint32_t i = 0; i < n; ++i) {
+        const BookLevel& l = book.level(side, i);
+        BMX_FUZZ_CHECK(seg[i].price == l.price,
+                       "%s symbol %u side %d level %u: price %g in the "
+                       "segment, %g in the engine",
+                       t.name.c_str(), s, static_cast<int>(side), i, seg[i].price, l.price);
+        mine_.emplace_back(l.price, l.id, l.size);
+        theirs_.emplace_back(seg[i].price, seg[i].id, seg[i].size);
+      }
+      std::sort(mine_.begin(), mine_.end());
+      std::sort(theirs_.begin(), theirs_.end());
+      BMX_FUZZ_CHECK(mine_ == theirs_, "%s symbol %u side %d: the segment's levels differ",
+                     t.name.c_str(), s, static_cast<int>(side));
+    }
+  }
+
+  void check_rows() {
+    const bool refused = reader_->stats().segment_full.load() > 0;
+    for (const FeedEngine::TableEntry& t : engine_.tables()) {
+      if (!t.generic || t.generic->keyless()) continue;
+      const GenericTable& g = *t.generic;
+      size_t rows = 0;
+      g.for_each([&](std::string_view key, const GenericTable::Row& row) {
+        ++rows;
+        json_.clear();
+        g.append_json(row, json_);
+        if (!reader_->find_row(t.id, key, text_)) {
+          BMX_FUZZ_CHECK(refused, "%s row '%.*s' is missing from the segment", t.name.c_str(),
+                         static_cast<int>(key.size()), key.data());
+          return;
+        }
+        BMX_FUZZ_CHECK(text_ == json_, "%s row '%.*s': segment %s, engine %s", t.name.c_str(),
+                       static_cast<int>(key.size()), key.data(), text_.c_str(), json_.c_str());
+      });
+      const size_t in_segment = reader_->rows(t.id).size();
+      BMX_FUZZ_CHECK(in_segment == rows || (refused && in_segment < rows),
+                     "%s: %zu rows in the segment, %zu in the engine", t.name.c_str(), in_segment,
+                     rows);
     }
   }
 
@@ -148,6 +210,9 @@ class Pipeline {
   std::optional<shm::Reader> reader_;
   uint64_t last_seq_ = 0;
   int64_t recv_ns_ = 0;
+  std::string json_, text_;
+  shm::BookCopy copy_;
+  std::vector<std::tuple<double, uint64_t, int64_t>> mine_, theirs_;
 };
 
 }  // namespace

@@ -20,7 +20,8 @@ cmake --build --preset fuzz -j"$(nproc)" --target "${targets[@]}"
 scripts/fuzz-seeds.sh "$build/seeds" >/dev/null
 
 echo "== regression inputs"
-ctest --preset fuzz
+regressions=$(printf '%s_regressions|' "${targets[@]}")
+ctest --preset fuzz -R "^(${regressions%|})\$"
 
 # The longest input each target is given: a frame, a run of frames, a capture, segment patches.
 declare -A max_len=([fuzz_frame]=8192 [fuzz_pipeline]=32768 [fuzz_capture]=16384
