@@ -14,12 +14,15 @@
 //  - the segment's rows: every keyed row the engine holds is there under its key with the engine's
 //    JSON of it, and no other row of its table is (unless the segment counted rows it had no room
 //    for: then a row may be absent, never different);
+//  - the segment's last trade and quote of every symbol: those of the engine, or none where the
+//    engine has none;
 //  - allocation, exactly as far as the engine promises it (feed_engine.hpp, engine_alloc_test.cpp):
 //    a frame that is not a partial, names no new table, creates no book, grows no book and is not a
 //    generic table's (whose new keyed rows may allocate, generic_table.hpp) allocates nothing.
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -102,6 +105,7 @@ class Pipeline {
     check_ring();
     check_books();
     check_rows();
+    check_trades_quotes();
   }
 
  private:
@@ -201,6 +205,39 @@ class Pipeline {
       BMX_FUZZ_CHECK(in_segment == rows || (refused && in_segment < rows),
                      "%s: %zu rows in the segment, %zu in the engine", t.name.c_str(), in_segment,
                      rows);
+    }
+  }
+
+  static bool same(double a, double b) noexcept {  // NaN-safe: the writer stores what it was given
+    return std::bit_cast<uint64_t>(a) == std::bit_cast<uint64_t>(b);
+  }
+
+  void check_trades_quotes() {
+    for (uint32_t s = 0; s < engine_.symbols().size(); ++s) {
+      const std::string_view name = engine_.symbols().name(s);
+      const LastTrade* lt = engine_.last_trade(name);
+      const LastQuote* lq = engine_.last_quote(name);
+      shm::TradeQuoteBody tq{};
+      const bool any = reader_->trade_quote(s, tq);
+      BMX_FUZZ_CHECK(
+          any == (lt != nullptr || lq != nullptr) && (lt != nullptr) == (tq.has_trade != 0) &&
+              (lq != nullptr) == (tq.has_quote != 0),
+          "%.*s: trade %d/%u quote %d/%u (engine/segment)", static_cast<int>(name.size()),
+          name.data(), lt != nullptr, tq.has_trade, lq != nullptr, tq.has_quote);
+      if (lt) {
+        BMX_FUZZ_CHECK(
+            same(tq.trade_price, lt->price) && tq.trade_size == lt->size &&
+                tq.trade_side == static_cast<uint32_t>(lt->side) && tq.trade_ns == lt->timestamp_ns,
+            "%.*s: the segment's last trade differs", static_cast<int>(name.size()), name.data());
+      }
+      if (lq) {
+        BMX_FUZZ_CHECK(tq.has_bid == lq->has_bid && tq.has_ask == lq->has_ask &&
+                           same(tq.bid_price, lq->bid_price) && tq.bid_size == lq->bid_size &&
+                           same(tq.ask_price, lq->ask_price) && tq.ask_size == lq->ask_size &&
+                           tq.quote_ns == lq->timestamp_ns,
+                       "%.*s: the segment's last quote differs", static_cast<int>(name.size()),
+                       name.data());
+      }
     }
   }
 
