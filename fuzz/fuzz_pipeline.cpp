@@ -162,17 +162,15 @@ class Pipeline {
       const std::vector<shm::Level>& seg = side == Side::kBuy ? copy_.bids : copy_.asks;
       const uint32_t n = book.depth(side);
       BMX_FUZZ_CHECK(seg.size() == n,
-                     "%s symbol %u side %d: %zu levels in the segment, %u in the "
-                     "engine",
+                     "%s symbol %u side %d: %zu levels in the segment, %u in the engine",
                      t.name.c_str(), s, static_cast<int>(side), seg.size(), n);
       mine_.clear();
       theirs_.clear();
       for (uint32_t i = 0; i < n; ++i) {
         const BookLevel& l = book.level(side, i);
         BMX_FUZZ_CHECK(seg[i].price == l.price,
-                       "%s symbol %u side %d level %u: price %g in the "
-                       "segment, %g in the engine",
-                       t.name.c_str(), s, static_cast<int>(side), i, seg[i].price, l.price);
+                       "%s symbol %u side %d level %u: segment %g, engine %g", t.name.c_str(), s,
+                       static_cast<int>(side), i, seg[i].price, l.price);
         mine_.emplace_back(l.price, l.id, l.size);
         theirs_.emplace_back(seg[i].price, seg[i].id, seg[i].size);
       }
