@@ -52,6 +52,21 @@ struct Published {
   FeedEngine engine;
 };
 
+// A publishing engine with nothing fed yet, for frames written into the test.
+struct Blank {
+  explicit Blank(const std::string& what)
+      : name("/bmx-publish-" + what + "-" + std::to_string(::getpid())),
+        seg(shm::Segment::create(name, Published::config())),
+        writer(seg) {
+    engine.publish_to(&writer);
+  }
+  ~Blank() { shm::Segment::remove(name); }
+  std::string name;
+  shm::Segment seg;
+  shm::Writer writer;
+  FeedEngine engine;
+};
+
 // A canonical reference value ("i:42", "d:63768.5", "u:...") as a number.
 double number(const std::string& canonical) {
   return std::stod(canonical.substr(2));
@@ -186,11 +201,8 @@ TEST(Publish, StaleBookIsMarkedInTheSegment) {
 // frame that broke inside "data" made the publishing engine take the broken row's text through
 // simdjson's throwing conversion, so on_frame threw out of the hot path.
 TEST(Publish, GenericFrameBrokenInsideItsDataIsMalformedNotAnException) {
-  const std::string name = "/bmx-publish-broken-" + std::to_string(::getpid());
-  shm::Segment seg = shm::Segment::create(name, Published::config());
-  shm::Writer writer(seg);
-  FeedEngine engine;
-  engine.publish_to(&writer);
+  Blank p("broken");
+  FeedEngine& engine = p.engine;
   FrameResult r;
   EXPECT_NO_THROW(r = bmxtest::feed(engine, R"({"table":"q","action":"insert","data":[{})"));
   EXPECT_EQ(r.kind, FrameKind::kMalformed);
@@ -199,19 +211,15 @@ TEST(Publish, GenericFrameBrokenInsideItsDataIsMalformedNotAnException) {
                                     R"("filter":{},"data":[{"symbol":"XBTUSD","state":"Open"},)"));
   EXPECT_EQ(r.kind, FrameKind::kMalformed);
   EXPECT_EQ(engine.stats().frames[static_cast<int>(FrameKind::kMalformed)], 2u);
-  shm::Segment::remove(name);
 }
 
 // A row's current state in the segment is its JSON without spacing, however it arrived: a compact
 // row as received (field order, repeated fields and nested values kept), a spaced one rewritten,
 // a merged update as the merged row.
 TEST(Publish, SegmentRowIsTheRowsJsonWithoutSpacingHoweverItArrived) {
-  const std::string name = "/bmx-publish-rows-" + std::to_string(::getpid());
-  shm::Segment seg = shm::Segment::create(name, Published::config());
-  shm::Writer writer(seg);
-  FeedEngine engine;
-  engine.publish_to(&writer);
-  shm::Reader r = shm::Reader::attach(name);
+  Blank p("rows");
+  FeedEngine& engine = p.engine;
+  shm::Reader r = shm::Reader::attach(p.name);
   std::string json;
 
   bmxtest::feed(engine, R"({"table":"quote","action":"partial","keys":[],)"
@@ -251,7 +259,6 @@ TEST(Publish, SegmentRowIsTheRowsJsonWithoutSpacingHoweverItArrived) {
                         R"({"symbol":"XBTUSD","lastPrice":2,"fairPrice":3}]})");
   ASSERT_TRUE(r.find_row(instrument, "XBTUSD", json));
   EXPECT_EQ(json, R"({"symbol":"XBTUSD","state":"Open","lastPrice":2,"fairPrice":3})");
-  shm::Segment::remove(name);
 }
 
 // BitMEX answers a subscription to "order:XBTUSD" with a partial filtered by account *and* symbol
@@ -259,12 +266,9 @@ TEST(Publish, SegmentRowIsTheRowsJsonWithoutSpacingHoweverItArrived) {
 // partial, for ETHUSD, replaces only ETHUSD's orders: the XBTUSD order must stay in the segment as
 // it stays in the engine, for keyed and for keyless tables.
 TEST(Publish, PartialFilteredByAccountAndSymbolKeepsOtherSymbolsRowsInTheSegment) {
-  const std::string name = "/bmx-publish-filter-" + std::to_string(::getpid());
-  shm::Segment seg = shm::Segment::create(name, Published::config());
-  shm::Writer writer(seg);
-  FeedEngine engine;
-  engine.publish_to(&writer);
-  shm::Reader r = shm::Reader::attach(name);
+  Blank p("filter");
+  FeedEngine& engine = p.engine;
+  shm::Reader r = shm::Reader::attach(p.name);
   auto partial = [&](std::string_view table, std::string_view keys, std::string_view symbol,
                      std::string_view row) {
     bmxtest::feed(engine, std::string(R"({"table":")") + std::string(table) +
@@ -296,7 +300,6 @@ TEST(Publish, PartialFilteredByAccountAndSymbolKeepsOtherSymbolsRowsInTheSegment
   EXPECT_TRUE(r.find_row(order, "b2", json));
   consumer::LocalBooks none;
   EXPECT_EQ(consumer::dump_state(r, none), dump_state(engine));
-  shm::Segment::remove(name);
 }
 
 }  // namespace
