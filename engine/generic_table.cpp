@@ -146,6 +146,12 @@ void GenericTable::write_row(Row& row, std::span<const RawField> fields) {
 
 void GenericTable::merge_row(Row& row, std::span<const RawField> fields) {
   for (const RawField& in : fields) {
+    // The key fields (a keyless table's: its symbol) named this row; the first of each equals the
+    // row's own, and a repeat that differs must not move the row away from its key in the index.
+    if (keys_.empty() ? in.name == symbol_field_
+                      : std::find(keys_.begin(), keys_.end(), in.name) != keys_.end()) {
+      continue;
+    }
     const auto len = static_cast<uint32_t>(in.value.size());
     auto it = std::find_if(row.fields.begin(), row.fields.end(),
                            [&](const Field& f) { return f.name == in.name; });

@@ -147,6 +147,36 @@ TEST_F(OrderTable, EscapedAndPlainSpellingsNameTheSameRow) {
   EXPECT_EQ(t.size(), 0u);
 }
 
+// Found by fuzz_pipeline (regression update-repeating-its-key-field-moved-the-row): an update
+// names its row by its key fields (the first of each); a second, different value of a key field
+// must not re-key the row behind the index's back. Key fields only identify the row.
+TEST_F(OrderTable, UpdateCannotChangeTheKeyFieldsOfItsRow) {
+  ASSERT_EQ(t.apply(Action::kInsert, row(t, {{"orderID", R"("a1")"}, {"price", "1"}})),
+            Result::kOk);
+  EXPECT_EQ(t.apply(Action::kUpdate,
+                    row(t, {{"orderID", R"("a1")"}, {"orderID", R"("z9")"}, {"price", "2"}})),
+            Result::kOk);
+  EXPECT_EQ(value(t, "a1", "orderID"), R"("a1")");
+  EXPECT_EQ(value(t, "a1", "price"), "2");
+  EXPECT_EQ(t.find("z9"), nullptr);
+  std::string json;
+  t.append_json(*t.find("a1"), json);
+  EXPECT_EQ(json, R"({"orderID":"a1","price":2})");
+}
+
+TEST(GenericTable, KeylessUpdateCannotChangeTheSymbolOfItsRow) {
+  GenericTable t("instrument_like", 64, 16);
+  t.begin_partial({}, {});
+  ASSERT_EQ(t.apply(Action::kInsert, row(t, {{"symbol", R"("XBTUSD")"}, {"price", "1"}})),
+            Result::kOk);
+  EXPECT_EQ(t.apply(Action::kUpdate,
+                    row(t, {{"symbol", R"("XBTUSD")"}, {"symbol", R"("ETHUSD")"}, {"price", "2"}})),
+            Result::kOk);
+  EXPECT_EQ(value(t, "XBTUSD", "symbol"), R"("XBTUSD")");
+  EXPECT_EQ(value(t, "XBTUSD", "price"), "2");
+  EXPECT_EQ(t.find("ETHUSD"), nullptr);
+}
+
 TEST_F(OrderTable, ManyUpdatesCompactTheRowAndKeepEveryValue) {
   ASSERT_EQ(
       t.apply(Action::kInsert,
