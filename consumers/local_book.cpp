@@ -56,6 +56,7 @@ void LocalBooks::apply(const shm::Delta& d) {
       k != RecordKind::kBookDelete && k != RecordKind::kStale) {
     return;
   }
+  if (d.body.symbol == kNoSymbol) return;  // a whole (generic) table went stale: no book
   LocalBook& b = books_[{d.body.table, d.body.symbol}];
   if (d.seq <= b.stamp) return;  // already in the snapshot
   b.stamp = d.seq;

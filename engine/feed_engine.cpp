@@ -924,10 +924,16 @@ void FeedEngine::mark_table_books_stale(TableEntry& t) {
     for (uint32_t s = 0; s < t.books.size(); ++s) {
       if (t.books[s] && t.books[s]->has_partial) mark_book_stale(*t.books[s]);
     }
-  } else if (!t.generic->stale) {
-    t.generic->stale = true;
-    ++stats_.tables_marked_stale;
+  } else {
+    mark_table_stale(t);
   }
+}
+
+void FeedEngine::mark_table_stale(TableEntry& t) {
+  if (t.generic->stale) return;
+  t.generic->stale = true;
+  ++stats_.tables_marked_stale;
+  if (out_) out_->table_stale(t.id);
 }
 
 // Rows of a book table, applied one by one; once a row's fields are walked,
@@ -1159,10 +1165,7 @@ bool FeedEngine::apply_generic_row(TableEntry& t, const GenericRow& r, Action ac
     case GenericTable::Result::kUnknownRow:
       ++stats_.unknown_rows;
       emit(EventKind::kUnknownRow, tid, r.symbol);
-      if (!g.stale) {
-        g.stale = true;
-        ++stats_.tables_marked_stale;
-      }
+      mark_table_stale(t);
       return false;
   }
   if (out_) publish_row(t, r.symbol, action, r.text);

@@ -224,6 +224,7 @@ class FeedEngine {
   BookEntry* book_for(TableEntry& t, uint32_t symbol, Action action);
   void mark_book_stale(BookEntry& b);
   void mark_table_books_stale(TableEntry& t);
+  void mark_table_stale(TableEntry& t);  // a generic table; publishes it
   void end_frame(FrameHeader& h);
   // Typed slots of trade and quote rows: 0 timestamp, 1 price / bidPrice, 2 size / bidSize,
   // 3 side / askPrice, 4 askSize. Fields of no slot land in slot kNotTyped, which nothing reads.

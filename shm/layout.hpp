@@ -92,14 +92,17 @@ struct alignas(kCacheLine) Stats {
 };
 
 // One directory entry. `name` and `kind` are written before `used` (release) and never change
-// while the epoch lasts; tables also get kDirPartial once their first partial arrived.
+// while the epoch lasts; tables also get kDirPartial once their first partial arrived, and
+// kDirStale while the producer cannot trust their rows (from a kStale record for the whole table
+// until the table's next partial).
 struct DirEntry {
   char name[kNameBytes];
-  std::atomic<uint32_t> used;  // kDirNamed | kDirPartial
+  std::atomic<uint32_t> used;  // kDirNamed | kDirPartial | kDirStale
   uint32_t kind;               // tables: TableKind; symbols: 0
 };
 inline constexpr uint32_t kDirNamed = 1;
 inline constexpr uint32_t kDirPartial = 2;
+inline constexpr uint32_t kDirStale = 4;
 
 enum class TableKind : uint32_t { kGeneric = 0, kBook = 1, kTrade = 2, kQuote = 3 };
 

@@ -146,6 +146,11 @@ bool Reader::table_has_partial(uint16_t id) const noexcept {
          (seg_.table_entry(id).used.load(std::memory_order_acquire) & kDirPartial);
 }
 
+bool Reader::table_stale(uint16_t id) const noexcept {
+  return id < seg_.header().max_tables &&
+         (seg_.table_entry(id).used.load(std::memory_order_acquire) & kDirStale);
+}
+
 TableKind Reader::table_kind(uint16_t id) const noexcept {
   if (id >= seg_.header().max_tables || table_name(id).empty()) return TableKind::kGeneric;
   return static_cast<TableKind>(seg_.table_entry(id).kind);

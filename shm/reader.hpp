@@ -114,6 +114,9 @@ class Reader {
   [[nodiscard]] TableKind table_kind(uint16_t id) const noexcept;
   // True once a partial of table `id` was published (its rows region is then meaningful).
   [[nodiscard]] bool table_has_partial(uint16_t id) const noexcept;
+  // True while the producer cannot trust table `id`'s rows (an update for a row it did not hold, a
+  // frame lost, the link lost), until the table's next partial.
+  [[nodiscard]] bool table_stale(uint16_t id) const noexcept;
   [[nodiscard]] uint32_t symbol_count() const noexcept;
   [[nodiscard]] uint32_t table_count() const noexcept;
 

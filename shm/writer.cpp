@@ -509,7 +509,8 @@ void Writer::row(uint16_t table, uint32_t symbol, Action action, std::string_vie
 void Writer::table_clear(uint16_t table, uint32_t symbol, bool drop_rows) noexcept {
   if (table < h_.max_tables) {
     DirEntry& e = seg_.table_entry(table);
-    e.used.store(e.used.load(std::memory_order_relaxed) | kDirPartial, std::memory_order_release);
+    e.used.store((e.used.load(std::memory_order_relaxed) | kDirPartial) & ~kDirStale,
+                 std::memory_order_release);
   }
   RecordBody r{};
   r.kind = static_cast<uint8_t>(RecordKind::kTableClear);
@@ -525,6 +526,18 @@ void Writer::table_clear(uint16_t table, uint32_t symbol, bool drop_rows) noexce
       row_state(rs, h);
     }
   }
+}
+
+void Writer::table_stale(uint16_t table) noexcept {
+  if (table < h_.max_tables) {
+    DirEntry& e = seg_.table_entry(table);
+    e.used.store(e.used.load(std::memory_order_relaxed) | kDirStale, std::memory_order_release);
+  }
+  RecordBody r{};
+  r.kind = static_cast<uint8_t>(RecordKind::kStale);
+  r.table = table;
+  r.symbol = kNoSymbol;
+  emit(r);
 }
 
 uint32_t Writer::row_find(uint16_t table, std::string_view key, uint64_t hash,

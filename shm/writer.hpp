@@ -86,6 +86,10 @@ class Writer {
   bool row_put(uint16_t table, std::string_view key, uint32_t symbol,
                std::string_view json) noexcept;
   void row_erase(uint16_t table, std::string_view key) noexcept;
+  // The table's rows cannot be trusted until its next partial (an update for a row it does not
+  // hold, a frame lost, the link lost): flags it in the directory (kDirStale, cleared by
+  // table_clear) and publishes kStale for the table (symbol kNoSymbol).
+  void table_stale(uint16_t table) noexcept;
 
   // ---- trades and quotes
   // -------------------------------------------------------------------------

@@ -7,6 +7,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "consumers/local_book.hpp"
 #include "engine/capture.hpp"
@@ -300,6 +301,49 @@ TEST(Publish, PartialFilteredByAccountAndSymbolKeepsOtherSymbolsRowsInTheSegment
   EXPECT_TRUE(r.find_row(order, "b2", json));
   consumer::LocalBooks none;
   EXPECT_EQ(consumer::dump_state(r, none), dump_state(engine));
+}
+
+// A table whose rows the engine can no longer trust is marked so in the segment, with a record on
+// the ring, until its next partial; a reader following books only is not misled by that record.
+TEST(Publish, TableTheEngineCannotTrustIsStaleInTheSegmentUntilItsNextPartial) {
+  Blank p("stale-table");
+  shm::Reader r = shm::Reader::attach(p.name);
+  consumer::LocalBooks mine;
+  std::vector<shm::RecordBody> stale_records;
+  auto follow = [&] {
+    r.poll([&](const shm::Delta& d) {
+      mine.apply(d);
+      if (d.kind() == shm::RecordKind::kStale) stale_records.push_back(d.body);
+    });
+  };
+  const std::string partial =
+      R"({"table":"instrument","action":"partial","keys":["symbol"],"filter":{},)"
+      R"("data":[{"symbol":"XBTUSD","state":"Open"}]})";
+  bmxtest::feed(p.engine, partial);
+  follow();
+  const uint16_t instrument = *r.table_id("instrument");
+  EXPECT_FALSE(r.table_stale(instrument));
+
+  // An update for a row the table does not hold: something was missed.
+  bmxtest::feed(p.engine, R"({"table":"instrument","action":"update","data":[)"
+                          R"({"symbol":"ETHUSD","lastPrice":1}]})");
+  follow();
+  EXPECT_TRUE(r.table_stale(instrument));
+  ASSERT_EQ(stale_records.size(), 1u);
+  EXPECT_EQ(stale_records[0].table, instrument);
+  EXPECT_EQ(stale_records[0].symbol, kNoSymbol);
+  std::string json;
+  EXPECT_TRUE(r.find_row(instrument, "XBTUSD", json));  // still there: the reader decides
+  EXPECT_EQ(mine.problems(), 0u);
+  EXPECT_EQ(mine.find(instrument, kNoSymbol), nullptr);  // no book made up from the record
+
+  bmxtest::feed(p.engine, partial);  // repaired
+  EXPECT_FALSE(r.table_stale(instrument));
+  p.engine.link_lost();  // nothing is current any more
+  follow();
+  EXPECT_TRUE(r.table_stale(instrument));
+  EXPECT_EQ(stale_records.size(), 2u);
+  EXPECT_EQ(consumer::dump_state(r, mine), dump_state(p.engine));
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -205,6 +206,7 @@ TEST_F(ShmProcess, TopPrintsTheBestLevelsAsJson) {
   EXPECT_NE(xbt_json.find(bid), std::string::npos) << xbt_json << " expected " << bid;
   EXPECT_NE(xbt_json.find(ask), std::string::npos) << xbt_json << " expected " << ask;
   EXPECT_NE(json.find("\"liveness\":\"live\""), std::string::npos) << json;
+  EXPECT_NE(json.find("\"stale_tables\":[]"), std::string::npos) << json;  // a clean recording
   // A ladder.
   Child ladder({BMX_TOP_BIN, "--shm", name, "--once", "--symbol", "XBTUSD", "--depth", "3"});
   ASSERT_EQ(ladder.wait(10s), 0);
@@ -240,6 +242,37 @@ TEST_F(ShmProcess, TopSaysInOneLineWhenThereIsNoSegment) {
   EXPECT_NE(err.find("no shared-memory segment named '/bmx-no-such-segment'"), std::string::npos)
       << err;
   EXPECT_EQ(err.find('\n'), err.size() - 1) << "one line: " << err;
+}
+
+// A table the feed cannot trust any more is named in bitmex-top's footer and JSON.
+TEST_F(ShmProcess, TopNamesAStaleTable) {
+  capture = (dir / "stale.ndjson").string();
+  {
+    std::ofstream out(capture);
+    out << R"({"table":"instrument","action":"partial","keys":["symbol"],"filter":{},)"
+        << R"("data":[{"symbol":"XBTUSD","state":"Open"}]})" << '\n'
+        << R"({"table":"instrument","action":"update","data":[{"symbol":"ETHUSD","lastPrice":1}]})"
+        << '\n';
+  }
+  auto w = replay({"--rate", "0"}, "");
+  {
+    bmx::shm::Reader r = bmx::shm::Reader::attach(name, 10s);
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (r.link_state() != bmx::shm::LinkState::kFinished &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::yield();
+    }
+    ASSERT_EQ(r.link_state(), bmx::shm::LinkState::kFinished);
+  }
+  Child json({BMX_TOP_BIN, "--shm", name, "--once", "--json"});
+  ASSERT_EQ(json.wait(10s), 0);
+  EXPECT_NE(json.output().find("\"stale_tables\":[\"instrument\"]"), std::string::npos)
+      << json.output();
+  Child screen({BMX_TOP_BIN, "--shm", name, "--once"});
+  ASSERT_EQ(screen.wait(10s), 0);
+  EXPECT_NE(screen.output().find("STALE tables: instrument"), std::string::npos) << screen.output();
+  w->signal(SIGTERM);
+  EXPECT_EQ(w->wait(10s), 0) << read(dir / "replay.err");
 }
 
 }  // namespace

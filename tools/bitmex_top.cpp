@@ -15,6 +15,7 @@
 #include <string>
 #include <thread>
 
+#include "shm/json_out.hpp"
 #include "shm/reader.hpp"
 
 namespace {
@@ -141,12 +142,19 @@ std::string render_footer(const shm::Reader& r) {
   static constexpr const char* kLink[] = {"starting",  "connecting", "live",   "reconnecting",
                                           "replaying", "finished",   "stopped"};
   const auto link = static_cast<uint32_t>(r.link_state());
+  std::string stale_tables;  // named, since a strategy may read its orders or positions there
+  for (uint32_t i = 0; i < r.table_count(); ++i) {
+    const auto t = static_cast<uint16_t>(i);
+    if (r.table_kind(t) == shm::TableKind::kBook || !r.table_stale(t)) continue;
+    stale_tables += stale_tables.empty() ? " | STALE tables: " : ",";
+    stale_tables += r.table_name(t);
+  }
   return fmt::format(
       "producer pid {} {} ({}) | seq {} | frames {} records {} | drops {} bad {} stale books {} "
-      "resyncs {} reconnects {} | recv->publish {} ns\n",
+      "resyncs {} reconnects {} | recv->publish {} ns{}\n",
       r.header().producer_pid, shm::to_string(r.liveness()), link < 7 ? kLink[link] : "?", r.head(),
       st.frames.load(), st.records.load(), st.drops.load(), st.bad.load(), st.stale_books.load(),
-      st.resyncs.load(), st.reconnects.load(), st.last_recv_to_publish_ns.load());
+      st.resyncs.load(), st.reconnects.load(), st.last_recv_to_publish_ns.load(), stale_tables);
 }
 
 std::string render_json(const shm::Reader& r, const std::vector<Row>& rows) {
@@ -172,12 +180,22 @@ std::string render_json(const shm::Reader& r, const std::vector<Row>& rows) {
         t.last_recv_ns, t.stale ? "true" : "false", row.table);
   }
   const shm::Stats& st = r.stats();
+  std::string stale_tables;
+  for (uint32_t i = 0; i < r.table_count(); ++i) {
+    const auto t = static_cast<uint16_t>(i);
+    if (r.table_kind(t) == shm::TableKind::kBook || !r.table_stale(t)) continue;
+    if (!stale_tables.empty()) stale_tables += ',';
+    stale_tables += '"';
+    json_out::append_escaped(r.table_name(t), stale_tables);
+    stale_tables += '"';
+  }
   s += fmt::format(
       "}},\"producer\":{{\"pid\":{},\"liveness\":\"{}\",\"link\":{}}},\"seq\":{},\"frames\":{},"
-      "\"records\":{},\"drops\":{},\"stale_books\":{},\"recv_to_publish_ns\":{}}}\n",
+      "\"records\":{},\"drops\":{},\"stale_books\":{},\"stale_tables\":[{}],"
+      "\"recv_to_publish_ns\":{}}}\n",
       r.header().producer_pid, shm::to_string(r.liveness()), static_cast<uint32_t>(r.link_state()),
       r.head(), st.frames.load(), st.records.load(), st.drops.load(), st.stale_books.load(),
-      st.last_recv_to_publish_ns.load());
+      stale_tables, st.last_recv_to_publish_ns.load());
   return s;
 }
 
