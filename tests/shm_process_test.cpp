@@ -71,6 +71,16 @@ class ShmProcess : public ::testing::Test {
       if (p.records == 0) std::this_thread::yield();
     }
   }
+  // Waits until the replay has published everything (its link state says so).
+  bool replay_finished() {
+    bmx::shm::Reader r = bmx::shm::Reader::attach(name, 10s);
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (r.link_state() != bmx::shm::LinkState::kFinished &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::yield();
+    }
+    return r.link_state() == bmx::shm::LinkState::kFinished;
+  }
   std::string read(const fs::path& p) { return bmxtest::read_file(p.string()); }
 
   fs::path dir;
@@ -173,16 +183,7 @@ TEST_F(ShmProcess, AKilledReaderGoesUnnoticedByTheWriter) {
 
 TEST_F(ShmProcess, TopPrintsTheBestLevelsAsJson) {
   auto w = replay({"--rate", "0"}, "");
-  // Wait until the replay has finished publishing (its link state says so).
-  {
-    bmx::shm::Reader r = bmx::shm::Reader::attach(name, 10s);
-    const auto deadline = std::chrono::steady_clock::now() + 30s;
-    while (r.link_state() != bmx::shm::LinkState::kFinished &&
-           std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::yield();
-    }
-    ASSERT_EQ(r.link_state(), bmx::shm::LinkState::kFinished);
-  }
+  ASSERT_TRUE(replay_finished());
   Child top({BMX_TOP_BIN, "--shm", name, "--once", "--json"});
   ASSERT_EQ(top.wait(10s), 0);
   const std::string& json = top.output();
@@ -255,15 +256,7 @@ TEST_F(ShmProcess, TopNamesAStaleTable) {
         << '\n';
   }
   auto w = replay({"--rate", "0"}, "");
-  {
-    bmx::shm::Reader r = bmx::shm::Reader::attach(name, 10s);
-    const auto deadline = std::chrono::steady_clock::now() + 30s;
-    while (r.link_state() != bmx::shm::LinkState::kFinished &&
-           std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::yield();
-    }
-    ASSERT_EQ(r.link_state(), bmx::shm::LinkState::kFinished);
-  }
+  ASSERT_TRUE(replay_finished());
   Child json({BMX_TOP_BIN, "--shm", name, "--once", "--json"});
   ASSERT_EQ(json.wait(10s), 0);
   EXPECT_NE(json.output().find("\"stale_tables\":[\"instrument\"]"), std::string::npos)
