@@ -91,7 +91,8 @@ uint64_t bad_outcomes(const bmx::FeedEngine& e) {
 }
 
 TEST(HotPathGuard, StopsTheFirstSystemCallAndSaysWhichAndWhere) {
-  if (!bmx::testing::syscall_guard_supported()) GTEST_SKIP() << "no seccomp filter for this CPU";
+  if (const auto& why = bmx::testing::syscall_guard_unavailable(); !why.empty())
+    GTEST_SKIP() << why;
   const GuardOutcome clean = run_without_syscalls([](GuardedReport& r) {
     r.step = 5;
     r.values[0] = 42;
@@ -128,7 +129,8 @@ TEST(HotPathGuard, CountsLocksAndThrows) {
 }
 
 TEST(HotPath, DeltaFramesMakeNoSystemCallTakeNoLockAndThrowNothing) {
-  if (!bmx::testing::syscall_guard_supported()) GTEST_SKIP() << "no seccomp filter for this CPU";
+  if (const auto& why = bmx::testing::syscall_guard_unavailable(); !why.empty())
+    GTEST_SKIP() << why;
   for (const Session& s : sessions()) {
     SCOPED_TRACE(s.name);
     const bmx::Capture& c = s.capture;
@@ -172,7 +174,8 @@ bool clock_read_is_syscall_free() {
 }
 
 TEST(HotPath, PublishingAndReadingTheSegmentMakeNoSystemCallTakeNoLockAndThrowNothing) {
-  if (!bmx::testing::syscall_guard_supported()) GTEST_SKIP() << "no seccomp filter for this CPU";
+  if (const auto& why = bmx::testing::syscall_guard_unavailable(); !why.empty())
+    GTEST_SKIP() << why;
   if (!clock_read_is_syscall_free()) {
     GTEST_SKIP() << "clock_gettime is a system call on this machine (its clock source has no vDSO "
                     "support: /sys/devices/system/clocksource/clocksource0/current_clocksource)";
@@ -237,7 +240,8 @@ TEST(HotPath, PublishingAndReadingTheSegmentMakeNoSystemCallTakeNoLockAndThrowNo
 }
 
 TEST(HotPath, BadInputMakesNoSystemCallTakesNoLockAndThrowsNothing) {
-  if (!bmx::testing::syscall_guard_supported()) GTEST_SKIP() << "no seccomp filter for this CPU";
+  if (const auto& why = bmx::testing::syscall_guard_unavailable(); !why.empty())
+    GTEST_SKIP() << why;
   bmx::FeedEngine e;
   bmxtest::feed(e,
                 bmxtest::book_partial("XBTUSD", bmxtest::level_row("XBTUSD", 1, "Buy", 1, "10")));

@@ -114,8 +114,15 @@ uint64_t throw_count() noexcept {
   return g_throws.load(std::memory_order_relaxed);
 }
 
-bool syscall_guard_supported() noexcept {
-  return kAuditArch != 0;
+const std::string& syscall_guard_unavailable() {
+  static const std::string why = [] {
+    if (kAuditArch == 0) return std::string("no seccomp filter for this CPU architecture");
+    const GuardOutcome trial = run_without_syscalls([](GuardedReport&) {});
+    return trial.ran_to_end
+               ? std::string()
+               : "this machine refuses the test's seccomp filter (" + trial.describe() + ")";
+  }();
+  return why;
 }
 
 std::string syscall_name(long nr) {
@@ -173,7 +180,7 @@ std::string GuardOutcome::describe() const {
 
 GuardOutcome run_without_syscalls(const std::function<void(GuardedReport&)>& body) {
   GuardOutcome out;
-  if (!syscall_guard_supported()) {
+  if (kAuditArch == 0) {
     out.error = "no seccomp filter for this architecture";
     return out;
   }

@@ -42,8 +42,9 @@ struct GuardOutcome {
   [[nodiscard]] std::string describe() const;
 };
 
-// True where this test can install the filter (x86-64 and aarch64 Linux).
-bool syscall_guard_supported() noexcept;
+// Empty where the filter can be installed, else why not (another CPU architecture than x86-64 or
+// aarch64; a kernel or container that refuses seccomp filters). Tried once, then remembered.
+const std::string& syscall_guard_unavailable();
 
 // Forks; the child installs the filter and runs `body`, then exits with exit_group. Everything
 // the body needs must be set up before (in this process: the child inherits it), since any
