@@ -343,8 +343,31 @@ uint16_t FeedEngine::find_table(std::string_view name) const noexcept {
   return id == Interner::kNone ? Event::kNoTable : static_cast<uint16_t>(id);
 }
 
+// The name a symbol's raw string token (quotes included) spells: its contents when it holds no
+// escape, else the decoded text in symbol_scratch_ ("XBT\u0055SD" is XBTUSD, as JSON says). False
+// for anything else, for a bad escape or a name too long for a symbol, and for an escaped spelling
+// that decodes to a character JSON would escape again: names stay the plain text that the
+// directory, the segment and the state dump show, and a keyless row's key (its symbol's canonical
+// text, GenericTable::make_key) is then always its symbol's name. No allocation.
+bool FeedEngine::symbol_text(std::string_view tok, std::string_view& text) noexcept {
+  if (plain_string(tok, text)) return true;
+  if (tok.size() < 2 || tok.front() != '"' || tok.back() != '"') return false;
+  size_t n = 0;
+  if (!json::unescape_into(tok.substr(1, tok.size() - 2), symbol_scratch_, sizeof(symbol_scratch_),
+                           n)) {
+    return false;
+  }
+  const std::string_view name(symbol_scratch_, n);
+  for (const char c : name) {
+    if (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20) return false;
+  }
+  text = name;
+  return true;
+}
+
 // The symbol id of a raw string token (quotes included) from a padded frame, or kNoSymbol when the
-// token is not a plain string, is unknown and `may_add` is false, or the directory is full.
+// token spells no symbol name (symbol_text), is unknown and `may_add` is false, or the directory
+// is full.
 // Frames alternate between symbols, which defeats a one-entry cache: a small direct-mapped cache
 // on (length, first and last 8 bytes) answers with one probe and word compares. Network thread;
 // no allocation on a hit (a miss may intern a new symbol into the fixed directory: no allocation
@@ -368,13 +391,13 @@ uint32_t FeedEngine::symbol_of_token(std::string_view tok, bool may_add) {
       return e.id;  // equal to a validated name: no escape to look for
     }
     std::string_view text;
-    if (!plain_string(tok, text)) return kNoSymbol;
+    if (!symbol_text(tok, text)) return kNoSymbol;
     const uint32_t id = may_add ? symbol_id(text) : symbols_.find(text);
     if (id != kNoSymbol) e = SymbolCacheEntry{head, tail, static_cast<uint32_t>(n), id};
     return id;
   }
   std::string_view text;
-  if (!plain_string(tok, text)) return kNoSymbol;
+  if (!symbol_text(tok, text)) return kNoSymbol;
   return may_add ? symbol_id(text) : symbols_.find(text);
 }
 
@@ -533,9 +556,11 @@ void FeedEngine::publish_row(TableEntry& t, uint32_t symbol, Action action,
     g.append_json(*row, row_json_);
     json = row_json_;
   }
-  const std::string_view key = !g.keyless()          ? g.last_key()
-                               : symbol != kNoSymbol ? symbols_.name(symbol)
-                                                     : std::string_view{};
+  // A keyless row's key is its symbol's name (the fast path of apply_for_symbol leaves last_key()
+  // as it was), which is the row's canonical key (symbol_text); a row without a usable symbol is
+  // under the canonical key its apply() made.
+  const std::string_view key =
+      !g.keyless() || symbol == kNoSymbol ? g.last_key() : symbols_.name(symbol);
   out_->row_put(t.id, key, symbol, json);
 }
 
@@ -807,7 +832,7 @@ bool FeedEngine::begin_partial(TableEntry& t, FrameHeader& h) {
     const auto& [name, raw] = partial_filter_[i];
     std::string_view sym;
     if (name == "symbol") {
-      if (!plain_string(raw, sym)) return false;
+      if (!symbol_text(raw, sym)) return false;
       filter_symbol = symbol_id(sym);
       if (filter_symbol == kNoSymbol) {
         // The directory is full (counted by symbol_id): this partial's rows have nowhere to go.
@@ -841,18 +866,12 @@ bool FeedEngine::begin_partial(TableEntry& t, FrameHeader& h) {
   }
   // A filter on more than the symbol ({"account":22,"symbol":"XBTUSD"} for "order:XBTUSD") drops
   // rows the segment cannot select by symbol: the segment loses exactly the rows the table drops,
-  // each under the key publish_row() stored it with.
+  // each under the key publish_row() stored it with (for a keyless table, its symbol's name or,
+  // with no symbol, its canonical key: the same text, see symbol_text).
   const bool by_row = out_ && other_filters;
-  const bool rekeyed =
-      g.begin_partial(key_ids_, filter_, [&](std::string_view key, const auto& row) {
-        if (!by_row) return;
-        if (g.keyless()) {
-          const std::string_view tok = row.value(g.symbol_field());
-          const uint32_t sym = tok.empty() ? kNoSymbol : symbol_of_token(tok, false);
-          key = sym == kNoSymbol ? std::string_view{} : symbols_.name(sym);
-        }
-        out_->row_erase(t.id, key);
-      });
+  const bool rekeyed = g.begin_partial(key_ids_, filter_, [&](std::string_view key, const auto&) {
+    if (by_row) out_->row_erase(t.id, key);
+  });
   if (filter_symbol == kNoSymbol || other_filters) {
     g.cover_all();  // a whole table, or an account's rows
   } else {

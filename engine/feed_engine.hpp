@@ -253,6 +253,8 @@ class FeedEngine {
   [[nodiscard]] uint16_t sniff_table(std::string_view text) const noexcept;
   uint32_t symbol_id(std::string_view sym);
   uint32_t symbol_of_token(std::string_view tok, bool may_add);
+  bool symbol_text(std::string_view tok, std::string_view& text) noexcept;
+  char symbol_scratch_[64] = {};  // symbol_text's decoded escaped spellings
   struct SymbolCacheEntry {
     uint64_t head = 0, tail = 0;  // the name's first and last 8 bytes (see symbol_of_token)
     uint32_t length = 0;

@@ -105,6 +105,23 @@ bool GenericTable::make_key(std::span<const RawField> row, std::string& out) con
   return true;
 }
 
+bool GenericTable::covered(const Row& row, std::span<const RawField> filter) {
+  for (const RawField& f : filter) {
+    const std::string_view mine = row.value(f.name);
+    if (mine == f.value) continue;  // the common case: spelled alike
+    if (mine.find('\\') == std::string_view::npos && f.value.find('\\') == std::string_view::npos) {
+      return false;  // with no escape on either side, other bytes are another value
+    }
+    key_.clear();
+    scratch_.clear();
+    if (!json::append_key_part(mine, key_) || !json::append_key_part(f.value, scratch_) ||
+        key_ != scratch_) {
+      return false;
+    }
+  }
+  return true;
+}
+
 const GenericTable::Row* GenericTable::find(std::string_view key) const noexcept {
   const auto it = index_.find(key);
   return it == index_.end() ? nullptr : &rows_[it->second];

@@ -205,10 +205,10 @@ class GenericTable {
   std::vector<uint32_t> row_of_symbol_;
   void forget_symbol_rows() noexcept;
   bool start_partial(std::span<const uint32_t> keys);  // true: new keys
-  static bool covered(const Row& row, std::span<const RawField> filter) noexcept {
-    return std::all_of(filter.begin(), filter.end(),
-                       [&](const RawField& f) { return row.value(f.name) == f.value; });
-  }
+  // Whether a partial's filter covers `row`: every filter field equal to the row's, as JSON values
+  // (an escaped spelling of a string equals its plain one: "XBT\u0055SD" is XBTUSD), compared by
+  // their canonical key text. Cold (partials only); may allocate.
+  bool covered(const Row& row, std::span<const RawField> filter);
   const Row* last_row_ = nullptr;
   std::string key_;      // scratch
   std::string scratch_;  // scratch for compaction

@@ -27,7 +27,8 @@ bool read_hex4(std::string_view s, size_t pos, uint32_t& out) noexcept {
   return true;
 }
 
-void append_utf8(uint32_t cp, std::string& out) {
+template <class Out>
+void append_utf8(uint32_t cp, Out& out) {
   if (cp < 0x80) {
     out.push_back(static_cast<char>(cp));
   } else if (cp < 0x800) {
@@ -45,8 +46,10 @@ void append_utf8(uint32_t cp, std::string& out) {
   }
 }
 
-// Decodes the contents of a JSON string (between the quotes). False on a bad escape.
-bool unescape(std::string_view s, std::string& out) {
+// Decodes the contents of a JSON string (between the quotes) into `out` (anything with
+// push_back(char)). False on a bad escape.
+template <class Out>
+bool unescape(std::string_view s, Out& out) {
   for (size_t i = 0; i < s.size(); ++i) {
     const char c = s[i];
     if (c != '\\') {
@@ -104,7 +107,25 @@ bool unescape(std::string_view s, std::string& out) {
   return true;
 }
 
+// A fixed buffer with push_back: bytes past its capacity are counted, not written.
+struct FixedOut {
+  char* data;
+  size_t capacity;
+  size_t size = 0;
+  void push_back(char c) noexcept {
+    if (size < capacity) data[size] = c;
+    ++size;
+  }
+};
+
 }  // namespace
+
+bool unescape_into(std::string_view inner, char* buf, size_t capacity, size_t& length) noexcept {
+  FixedOut out{buf, capacity};
+  if (!unescape(inner, out) || out.size > capacity) return false;
+  length = out.size;
+  return true;
+}
 
 void append_escaped(std::string_view s, std::string& out) {
   json_out::append_escaped(s, out);

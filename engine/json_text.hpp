@@ -76,6 +76,11 @@ constexpr bool plain_string(std::string_view tok, std::string_view& out) noexcep
   return true;
 }
 
+// Decodes the contents of a JSON string (between its quotes) into buf[0, capacity): false on a bad
+// escape or when the text does not fit. For the rare escaped spelling of a short value (a symbol);
+// no allocation.
+bool unescape_into(std::string_view inner, char* buf, size_t capacity, size_t& length) noexcept;
+
 // Appends the canonical key text of one raw value token to `out`: a string's contents in JSON's
 // escaped form (only `"`, `\` and control characters escaped), a number, true, false or null as
 // written. Canonical so that "\u0041" and "A" name the same row. No allocation while `out` has

@@ -11,9 +11,10 @@
 //    flagged last-in-frame, and a lapped reader is told how much it lost;
 //  - the segment's books: each engine book has one, stale whenever the engine's is, not crossed
 //    unless stale, and, when neither is stale, level for level the engine's book;
-//  - the segment's tables: stale exactly when the engine's are; every keyed row the engine holds is
-//    there under its key with the engine's JSON of it, and no other row of its table is (unless the
-//    segment counted rows it had no room for: then a row may be absent, never different);
+//  - the segment's tables: stale exactly when the engine's are; every row the engine holds is there
+//    under its key (a keyless table's: its symbol, however the row spelled it) with the engine's
+//    JSON of it, and no other row of its table is (unless the segment counted rows it had no room
+//    for: then a row may be absent, never different);
 //  - the segment's last trade and quote of every symbol: those of the engine, or none where the
 //    engine has none;
 //  - allocation, exactly as far as the engine promises it (feed_engine.hpp, engine_alloc_test.cpp):
@@ -188,7 +189,6 @@ class Pipeline {
       BMX_FUZZ_CHECK(reader_->table_stale(t.id) == t.generic->stale,
                      "%s: stale %d in the engine, %d in the segment", t.name.c_str(),
                      t.generic->stale, reader_->table_stale(t.id));
-      if (t.generic->keyless()) continue;
       const GenericTable& g = *t.generic;
       size_t rows = 0;
       g.for_each([&](std::string_view key, const GenericTable::Row& row) {

@@ -315,15 +315,35 @@ TEST_F(BadInput, SymbolThatIsNotAStringIsABadRowOfNoBook) {
   finish_session_and_expect_fresh_books_match_reference(10);
 }
 
-// No BitMEX symbol is written with an escape: such a row is bad, and must not take a slot of the
-// symbol directory.
-TEST_F(BadInput, SymbolWithAnEscapeIsABadRowAndNoNewSymbol) {
+// JSON spells a string with or without escapes: "XBT\u0055SD" is XBTUSD. BitMEX never escapes a
+// symbol, but a row that does belongs to that symbol's book, and takes no new directory slot.
+TEST_F(BadInput, SymbolSpelledWithAnEscapeIsThatSymbol) {
+  const uint32_t symbols_before = e->symbols().size();
+  const bmxtest::Ladder bids_before = bmxtest::bids(*e, "XBTUSD");
+  ASSERT_FALSE(bids_before.empty());
+  ASSERT_GT(bids_before.back().first, 0.25);
+  feed(R"({"table":"orderBookL2","action":"insert","data":[)"
+       R"({"symbol":"XBT\u0055SD","id":123,"side":"Buy","size":7,"price":0.25}]})");
+  EXPECT_EQ(e->stats().bad_rows, stats_before.bad_rows);
+  EXPECT_EQ(e->symbols().size(), symbols_before);
+  const bmxtest::Ladder bids = bmxtest::bids(*e, "XBTUSD");
+  ASSERT_EQ(bids.size(), bids_before.size() + 1);
+  EXPECT_EQ(bids.back(), (std::pair<double, int64_t>{0.25, 7})) << "the lowest bid now";
+  EXPECT_FALSE(e->book("XBTUSD", "orderBookL2")->stale);
+}
+
+// An escape that spells a character a symbol cannot hold (a quote, a control character) is no
+// symbol: the row is bad, and takes no slot of the symbol directory.
+TEST_F(BadInput, SymbolWhoseEscapeSpellsAQuoteOrControlCharacterIsABadRow) {
   const uint32_t symbols_before = e->symbols().size();
   feed(R"({"table":"orderBookL2","action":"update","data":[)"
-       R"({"symbol":"XBT\u0055SD","id":8796766500,"side":"Sell","size":100}]})");
-  EXPECT_EQ(e->stats().bad_rows, 1u);
+       R"({"symbol":"XBT\"USD","id":8796766500,"side":"Sell","size":100}]})");
+  feed(R"({"table":"orderBookL2","action":"update","data":[)"
+       R"({"symbol":"XBTUSD\n","id":8796766500,"side":"Sell","size":100}]})");
+  EXPECT_EQ(e->stats().bad_rows, stats_before.bad_rows + 2);
   EXPECT_EQ(e->stats().rows_dropped_before_partial, stats_before.rows_dropped_before_partial);
   EXPECT_EQ(e->symbols().size(), symbols_before);
+  expect_levels_unchanged();
 }
 
 // ---- missing fields -----------------------------------------------------------------------------

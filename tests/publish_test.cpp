@@ -303,6 +303,48 @@ TEST(Publish, PartialFilteredByAccountAndSymbolKeepsOtherSymbolsRowsInTheSegment
   EXPECT_EQ(consumer::dump_state(r, none), dump_state(engine));
 }
 
+// JSON spells a symbol with or without escapes ("XBT\u0055SD" is XBTUSD). A keyless table's row
+// sent either way is that symbol's one row, in the segment as in the engine (under the symbol's
+// name), and a partial for the symbol replaces it in both, whichever way each of them spelled it.
+TEST(Publish, SymbolSpelledWithAnEscapeIsThatSymbolsRowInTheSegmentToo) {
+  Blank p("escaped-symbol");
+  FeedEngine& engine = p.engine;
+  shm::Reader r = shm::Reader::attach(p.name);
+  consumer::LocalBooks none;
+  bmxtest::feed(
+      engine, R"({"table":"liquidation","action":"partial","keys":[],)"
+              R"("filter":{"symbol":"XBTUSD"},"data":[{"orderID":"o1","symbol":"XBT\u0055SD"}]})");
+  bmxtest::feed(engine,
+                R"({"table":"liquidation","action":"partial","keys":[],)"
+                R"("filter":{"symbol":"ETHUSD"},"data":[{"orderID":"o2","symbol":"ETHUSD"}]})");
+  bmxtest::feed(engine, R"({"table":"liquidation","action":"insert",)"
+                        R"("data":[{"orderID":"o3","symbol":"XBT\u0055SD"}]})");
+  const uint16_t liquidation = *r.table_id("liquidation");
+  std::string json;
+  ASSERT_TRUE(r.find_row(liquidation, "XBTUSD", json));
+  EXPECT_EQ(json, R"({"orderID":"o3","symbol":"XBT\u0055SD"})");
+  EXPECT_FALSE(r.find_row(liquidation, "", json)) << "no row under an empty key";
+  EXPECT_EQ(r.rows(liquidation).size(), 2u);
+  EXPECT_EQ(engine.symbols().size(), 2u) << "no third symbol for the escaped spelling";
+  EXPECT_EQ(consumer::dump_state(r, none), dump_state(engine));
+
+  // XBTUSD's partial, spelled plainly, replaces the row that was spelled with an escape.
+  bmxtest::feed(engine, R"({"table":"liquidation","action":"partial","keys":[],)"
+                        R"("filter":{"symbol":"XBTUSD"},"data":[]})");
+  EXPECT_FALSE(r.find_row(liquidation, "XBTUSD", json));
+  EXPECT_TRUE(r.find_row(liquidation, "ETHUSD", json));
+  EXPECT_EQ(consumer::dump_state(r, none), dump_state(engine));
+  // And a partial filtered by account and symbol drops it row by row, found under the same key.
+  bmxtest::feed(engine, R"({"table":"liquidation","action":"insert",)"
+                        R"("data":[{"orderID":"o4","symbol":"XBT\u0055SD","account":22}]})");
+  ASSERT_TRUE(r.find_row(liquidation, "XBTUSD", json));
+  bmxtest::feed(engine, R"({"table":"liquidation","action":"partial","keys":[],)"
+                        R"("filter":{"account":22,"symbol":"XBTUSD"},"data":[]})");
+  EXPECT_FALSE(r.find_row(liquidation, "XBTUSD", json));
+  EXPECT_TRUE(r.find_row(liquidation, "ETHUSD", json));
+  EXPECT_EQ(consumer::dump_state(r, none), dump_state(engine));
+}
+
 // A table whose rows the engine can no longer trust is marked so in the segment, with a record on
 // the ring, until its next partial; a reader following books only is not misled by that record.
 TEST(Publish, TableTheEngineCannotTrustIsStaleInTheSegmentUntilItsNextPartial) {
