@@ -224,6 +224,7 @@ struct FeedEngine::FrameHeader {
   bool data_done = false;
   bool has_data = false;
   bool rows_lost = false;  // a row failed part-way in a way that cannot be attributed
+  bool saw_table = false, saw_action = false;
   bool saw_keys = false, saw_filter = false;
   bool partial_rejected = false;            // a partial for a symbol the directory has no room for
   uint8_t key_count = 0, filter_count = 0;  // in FeedEngine::partial_keys_ / partial_filter_
@@ -619,13 +620,18 @@ FrameResult FeedEngine::apply_frame(const char* data, size_t len, size_t capacit
     }
     od::field& f = field_result.value_unsafe();
     const char* k = key_ptr(f);
-    // The three keys of every delta frame first, inline; anything else through top_field().
+    // The three keys of every delta frame first, inline; anything else through top_field(). A
+    // frame that repeats one of them (JSON leaves its meaning open; BitMEX never does it) is
+    // malformed: which table, action or rows did it mean?
     if (key_is(k, "table")) {
-      ok = read_table(f.value(), h);
+      ok = !h.saw_table && read_table(f.value(), h);
+      h.saw_table = true;
     } else if (key_is(k, "action")) {
-      read_action(f.value(), h);
+      ok = !h.saw_action;
+      h.saw_action = true;
+      if (ok) read_action(f.value(), h);
     } else if (key_is(k, "data")) {
-      ok = on_data(f.value(), h);
+      ok = !h.has_data && on_data(f.value(), h);
     } else {
       ok = top_field(f, h);
     }
@@ -702,10 +708,10 @@ bool FeedEngine::top_field(od::field& f, FrameHeader& h) {
   od::value& v = f.value();
   switch (k[0]) {
     case 'k':
-      if (key_is(k, "keys")) return parse_partial_keys(v, h);
+      if (key_is(k, "keys")) return !h.saw_keys && parse_partial_keys(v, h);
       break;
     case 'f':
-      if (key_is(k, "filter")) return parse_partial_filter(v, h);
+      if (key_is(k, "filter")) return !h.saw_filter && parse_partial_filter(v, h);
       break;
     case 'i':
       if (key_is(k, "info")) h.has_info = true;
@@ -908,6 +914,7 @@ FeedEngine::BookEntry* FeedEngine::book_for(TableEntry& t, uint32_t symbol, Acti
     }
     b->has_partial = true;
     b->stale = false;
+    b->image_frame = frame_no_;
   }
   if (b->touched_frame != frame_no_) {
     b->touched_frame = frame_no_;
@@ -1276,14 +1283,17 @@ int64_t FeedEngine::row_time(const TableEntry& t, const GenericRow& r) const noe
 void FeedEngine::end_frame(FrameHeader& h) {
   if (h.table == Event::kNoTable) return;
   for (auto& [b, sym] : touched_) {
+    // Whether this frame's partial reset the book: asked of the book, not of the frame's action,
+    // so that no frame can leave a partial's image unordered.
+    const bool imaged = b->image_frame == frame_no_;
     if (b->book.grew()) {
       b->book.reset_grew();
-      if (h.action != Action::kPartial) {
+      if (!imaged) {
         ++stats_.book_growths;
         emit(EventKind::kBookGrew, h.table, sym, b->book.capacity());
       }
     }
-    if (h.action == Action::kPartial) {  // cold: order the image, leave room for its deltas
+    if (imaged) {  // cold: order the image, leave room for its deltas
       b->book.finish_bulk();
       b->book.reserve(b->book.size() + b->book.size() / 2 + 64);
     }

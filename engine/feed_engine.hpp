@@ -141,6 +141,7 @@ class FeedEngine {
     bool has_partial = false;
     bool stale = false;
     uint64_t partial_frame = 0;
+    uint64_t image_frame = 0;  // the frame whose partial rows last went in (bulk: end_frame sorts)
     uint64_t touched_frame = 0;
     shm::Book* shm = nullptr;  // its copy in the segment, when publishing
   };

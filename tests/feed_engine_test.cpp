@@ -158,6 +158,56 @@ TEST_F(TwoBooks, DataBeforeTableAndActionIsStillApplied) {
   EXPECT_EQ(bids(e, "XBTUSD"), (Ladder{{100, 12}}));
 }
 
+// Found by fuzz_pipeline: a partial whose frame went on with a second "action" ("insert") and a
+// second "data" was never ordered (end_frame asked the frame's last action, not the book), and the
+// book's best level read as missing while it held levels. A frame that repeats table, action,
+// data, keys or filter is malformed (which did it mean?); the books its partial reset are ordered,
+// and stale until their next partial, like any book a broken frame touched.
+TEST_F(TwoBooks, FrameRepeatingItsActionOrDataIsMalformedAndItsPartialsBookStillOrdered) {
+  const std::string rows =
+      level_row("XBTUSD", 3, "Buy", 5, "97") + "," + level_row("XBTUSD", 4, "Buy", 6, "99") + "," +
+      level_row("XBTUSD", 5, "Sell", 7, "103") + "," + level_row("XBTUSD", 6, "Buy", 8, "98") +
+      "," + level_row("XBTUSD", 7, "Sell", 9, "102");
+  std::string frame = book_partial("XBTUSD", rows);
+  frame.pop_back();  // the closing brace: the frame goes on
+  frame += R"(,"action":"insert","data":[)" + level_row("XBTUSD", 8, "Buy", 1, "100.5") + "]}";
+  EXPECT_EQ(feed(e, frame).kind, FrameKind::kMalformed);
+  const auto* b = e.book("XBTUSD");
+  ASSERT_NE(b, nullptr);
+  EXPECT_TRUE(b->stale);
+  EXPECT_EQ(bids(e, "XBTUSD"), (Ladder{{99, 6}, {98, 8}, {97, 5}}));
+  EXPECT_EQ(asks(e, "XBTUSD"), (Ladder{{102, 9}, {103, 7}}));
+  ASSERT_NE(b->book.best(bmx::Side::kBuy), nullptr);
+  EXPECT_EQ(b->book.best(bmx::Side::kBuy)->price, 99.0);
+  EXPECT_EQ(b->book.best(bmx::Side::kSell)->price, 102.0);
+  expect_eth_untouched();
+
+  // The next partial repairs it; then every other repeated field is refused as well.
+  feed(e, book_partial("XBTUSD", level_row("XBTUSD", 1, "Buy", 10, "100")));
+  ASSERT_FALSE(e.book("XBTUSD")->stale);
+  const uint64_t malformed = e.stats().frames[static_cast<int>(FrameKind::kMalformed)];
+  const std::string update = R"("data":[{"symbol":"XBTUSD","id":1,"side":"Buy","size":11}])";
+  EXPECT_EQ(
+      feed(e, R"({"table":"orderBookL2","table":"orderBookL2","action":"update",)" + update + "}")
+          .kind,
+      FrameKind::kMalformed);
+  EXPECT_EQ(
+      feed(e, R"({"table":"orderBookL2","action":"update","action":"update",)" + update + "}").kind,
+      FrameKind::kMalformed);
+  EXPECT_EQ(feed(e, R"({"table":"orderBookL2","action":"partial","keys":["symbol","id","side"],)"
+                    R"("keys":["symbol"],"filter":{"symbol":"XBTUSD"},"data":[]})")
+                .kind,
+            FrameKind::kMalformed);
+  EXPECT_EQ(feed(e, R"({"table":"orderBookL2","action":"partial","keys":["symbol","id","side"],)"
+                    R"("filter":{"symbol":"XBTUSD"},"filter":{"symbol":"ETHUSD"},"data":[]})")
+                .kind,
+            FrameKind::kMalformed);
+  EXPECT_EQ(e.stats().frames[static_cast<int>(FrameKind::kMalformed)], malformed + 4);
+  // Broken before any row: whichever symbols their rows were for, their table's books are stale.
+  EXPECT_TRUE(e.book("ETHUSD")->stale);
+  EXPECT_TRUE(e.book("XBTUSD")->stale);
+}
+
 TEST(FeedEngine, WholeTableBookPartialResetsEveryBookAndCoversNewSymbols) {
   FeedEngine e;
   feed(e, book_partial("XBTUSD", level_row("XBTUSD", 1, "Buy", 10, "100")));
