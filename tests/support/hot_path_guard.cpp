@@ -217,7 +217,11 @@ GuardOutcome run_without_syscalls(const std::function<void(GuardedReport&)>& bod
     sock_fprog prog{static_cast<unsigned short>(sizeof(filter) / sizeof(filter[0])), filter};
     if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) exit_now(11);
     if (::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) exit_now(12);
-    body(page->report);
+    try {  // whatever happens, the child never returns into the test runner
+      body(page->report);
+    } catch (...) {
+      exit_now(20);
+    }
     page->finished = 1;
     exit_now(0);
   }
@@ -228,7 +232,9 @@ GuardOutcome run_without_syscalls(const std::function<void(GuardedReport&)>& bod
   out.step = page->report.step;
   out.syscall = page->syscall;
   out.ran_to_end = page->finished == 1 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
-  if (WIFEXITED(status) && WEXITSTATUS(status) >= 10) {
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 20) {
+    out.error = "the guarded body threw at step " + std::to_string(out.step);
+  } else if (WIFEXITED(status) && WEXITSTATUS(status) >= 10) {
     out.error = "setting up the seccomp filter failed in the child (exit " +
                 std::to_string(WEXITSTATUS(status)) + ")";
   } else if (WIFSIGNALED(status)) {
