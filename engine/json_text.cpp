@@ -109,8 +109,8 @@ bool unescape(std::string_view s, Out& out) {
 
 // A fixed buffer with push_back: bytes past its capacity are counted, not written.
 struct FixedOut {
-  char* data;
-  size_t capacity;
+  char* data = nullptr;
+  size_t capacity = 0;
   size_t size = 0;
   void push_back(char c) noexcept {
     if (size < capacity) data[size] = c;
