@@ -133,25 +133,8 @@ TEST(Allocation, NewIdEraDeltaFramesAllocateNothing) {
 
 TEST(Allocation, ControlFramesAndBadInputAllocateNothing) {
   bmx::FeedEngine e;
-  // Warm up: the tables and one book exist.
-  bmxtest::feed(e,
-                bmxtest::book_partial("XBTUSD", bmxtest::level_row("XBTUSD", 1, "Buy", 1, "10")));
-  bmxtest::feed(
-      e,
-      R"({"table":"trade","action":"partial","keys":[],"filter":{"symbol":"XBTUSD"},"data":[]})");
-  const std::vector<std::string> frames = {
-      R"({"info":"Welcome to the BitMEX Realtime API.","version":"2021-07-14T01:26:29.000Z"})",
-      R"({"success":true,"subscribe":"orderBookL2:XBTUSD","request":{"op":"subscribe"}})",
-      R"({"status":400,"error":"Unknown table","meta":{}})",
-      R"({"now":"2020-10-12T18:18:38.282Z","cancelTime":"2020-10-12T18:19:38.282Z"})",
-      "pong",
-      "{not json",
-      "[1,2]",
-      R"({"table":"orderBookL2","action":"update","data":[{"symbol":"XBTUSD","id":9,"side":"Buy","size":1}]})",
-      R"({"table":"orderBookL2","action":"update","data":[{"symbol":"XBTUSD","id":"x","side":"Buy","size":1}]})",
-      R"({"table":"trade","action":"insert","data":[{"symbol":"XBTUSD","price":1.5,"size":2,"side":"Sell"}]})",
-      R"({"table":"trade","action":"insert","data":[{"symbol":"XBTUSD","price":1.25,"size":3,"side":"Buy"}]})",
-  };
+  bmxtest::warm_up_for_bad_frames(e);  // the tables and one book exist
+  const std::vector<std::string> frames = bmxtest::control_and_bad_frames();
   // Padded copies made before measuring.
   std::vector<simdjson::padded_string> padded;
   for (const auto& f : frames)

@@ -84,6 +84,16 @@ void apply(bmx::FeedEngine& e, const bmx::Capture& c, size_t i) {
   e.drain_events([](const bmx::Event&) {});
 }
 
+// Runs `work` in a guarded body, recording the locks taken and the exceptions thrown meanwhile.
+template <class F>
+void counting_locks_and_throws(GuardedReport& r, F&& work) {
+  const uint64_t locks = bmx::testing::lock_count();
+  const uint64_t throws = bmx::testing::throw_count();
+  work();
+  r.values[kLocks] = bmx::testing::lock_count() - locks;
+  r.values[kThrows] = bmx::testing::throw_count() - throws;
+}
+
 uint64_t bad_outcomes(const bmx::FeedEngine& e) {
   const auto& s = e.stats();
   return s.unknown_levels + s.bad_rows + s.books_marked_stale + s.tables_marked_stale +
@@ -142,15 +152,13 @@ TEST(HotPath, DeltaFramesMakeNoSystemCallTakeNoLockAndThrowNothing) {
     ASSERT_GT(deltas, 2000u);
 
     const GuardOutcome out = run_without_syscalls([&](GuardedReport& r) {
-      const uint64_t locks = bmx::testing::lock_count();
-      const uint64_t throws = bmx::testing::throw_count();
-      for (size_t i = begin; i < c.frames().size(); ++i) {
-        r.step = i;
-        apply(e, c, i);
-        ++r.values[kFrames];
-      }
-      r.values[kLocks] = bmx::testing::lock_count() - locks;
-      r.values[kThrows] = bmx::testing::throw_count() - throws;
+      counting_locks_and_throws(r, [&] {
+        for (size_t i = begin; i < c.frames().size(); ++i) {
+          r.step = i;
+          apply(e, c, i);
+          ++r.values[kFrames];
+        }
+      });
       r.values[kBadOutcomes] = bad_outcomes(e);
       r.values[kRows] = e.stats().rows;
     });
@@ -202,25 +210,23 @@ TEST(HotPath, PublishingAndReadingTheSegmentMakeNoSystemCallTakeNoLockAndThrowNo
     const uint64_t seq_before = writer.next_seq();
 
     const GuardOutcome out = run_without_syscalls([&](GuardedReport& r) {
-      const uint64_t locks = bmx::testing::lock_count();
-      const uint64_t throws = bmx::testing::throw_count();
-      for (size_t i = begin; i < c.frames().size(); ++i) {
-        r.step = i;
-        apply(e, c, i);
-        ++r.values[kFrames];
-        for (;;) {  // the reader catches up with the frame, as a strategy would
-          const bmx::shm::PollResult p = reader.poll([](const bmx::shm::Delta&) {});
-          r.values[kRecordsRead] += p.records;
-          r.values[kLapped] += p.lapped ? 1 : 0;
-          if (p.records == 0) break;
+      counting_locks_and_throws(r, [&] {
+        for (size_t i = begin; i < c.frames().size(); ++i) {
+          r.step = i;
+          apply(e, c, i);
+          ++r.values[kFrames];
+          for (;;) {  // the reader catches up with the frame, as a strategy would
+            const bmx::shm::PollResult p = reader.poll([](const bmx::shm::Delta&) {});
+            r.values[kRecordsRead] += p.records;
+            r.values[kLapped] += p.lapped ? 1 : 0;
+            if (p.records == 0) break;
+          }
+          for (const auto& [table, symbol] : books) {
+            bmx::shm::Top top;
+            r.values[kTopsRead] += reader.top(table, symbol, top) ? 1 : 0;
+          }
         }
-        for (const auto& [table, symbol] : books) {
-          bmx::shm::Top top;
-          r.values[kTopsRead] += reader.top(table, symbol, top) ? 1 : 0;
-        }
-      }
-      r.values[kLocks] = bmx::testing::lock_count() - locks;
-      r.values[kThrows] = bmx::testing::throw_count() - throws;
+      });
       r.values[kBadOutcomes] = bad_outcomes(e);
       r.values[kRows] = writer.next_seq();
       r.values[kCursor] = reader.cursor();
@@ -243,25 +249,8 @@ TEST(HotPath, BadInputMakesNoSystemCallTakesNoLockAndThrowsNothing) {
   if (const auto& why = bmx::testing::syscall_guard_unavailable(); !why.empty())
     GTEST_SKIP() << why;
   bmx::FeedEngine e;
-  bmxtest::feed(e,
-                bmxtest::book_partial("XBTUSD", bmxtest::level_row("XBTUSD", 1, "Buy", 1, "10")));
-  bmxtest::feed(
-      e,
-      R"({"table":"trade","action":"partial","keys":[],"filter":{"symbol":"XBTUSD"},"data":[]})");
-  const std::vector<std::string> frames = {
-      R"({"info":"Welcome to the BitMEX Realtime API.","version":"2021-07-14T01:26:29.000Z"})",
-      R"({"success":true,"subscribe":"orderBookL2:XBTUSD","request":{"op":"subscribe"}})",
-      R"({"status":400,"error":"Unknown table","meta":{}})",
-      "pong",
-      "{not json",
-      R"({"table":"orderBookL2","action":"update","data":[{"symbol":"XBTUSD","id":1,"side":"Buy",)",
-      "[1,2]",
-      R"({"table":"nosuchtable","action":"update","data":[{"symbol":"XBTUSD"}]})",
-      R"({"table":"orderBookL2","action":"update","data":[{"symbol":"XBTUSD","id":9,"side":"Buy","size":1}]})",
-      R"({"table":"orderBookL2","action":"update","data":[{"symbol":"XBTUSD","id":"x","side":"Buy","size":1}]})",
-      R"({"table":"orderBookL2","action":"insert","data":[{"symbol":"ETHUSD","id":2,"side":"Sell","size":1,"price":2}]})",
-      R"({"table":"trade","action":"insert","data":[{"symbol":"XBTUSD","price":"1.5","size":2,"side":"Sell"}]})",
-  };
+  bmxtest::warm_up_for_bad_frames(e);
+  const std::vector<std::string> frames = bmxtest::control_and_bad_frames();
   std::vector<simdjson::padded_string> padded;
   for (const auto& f : frames)
     padded.emplace_back(f);
@@ -274,14 +263,12 @@ TEST(HotPath, BadInputMakesNoSystemCallTakesNoLockAndThrowsNothing) {
   round();  // the first round may create what later rounds reuse (a keyless row, say)
   const uint64_t malformed = bmxtest::frames_of(e, bmx::FrameKind::kMalformed);
   const GuardOutcome out = run_without_syscalls([&](GuardedReport& r) {
-    const uint64_t locks = bmx::testing::lock_count();
-    const uint64_t throws = bmx::testing::throw_count();
-    for (uint64_t k = 0; k < 3; ++k) {
-      r.step = k;
-      round();
-    }
-    r.values[kLocks] = bmx::testing::lock_count() - locks;
-    r.values[kThrows] = bmx::testing::throw_count() - throws;
+    counting_locks_and_throws(r, [&] {
+      for (uint64_t k = 0; k < 3; ++k) {
+        r.step = k;
+        round();
+      }
+    });
     r.values[kFrames] = bmxtest::frames_of(e, bmx::FrameKind::kMalformed);
   });
   ASSERT_TRUE(out.ran_to_end) << out.describe();

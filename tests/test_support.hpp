@@ -104,4 +104,31 @@ inline uint64_t frames_of(const bmx::FeedEngine& e, bmx::FrameKind k) {
   return e.stats().frames[static_cast<int>(k)];
 }
 
+// Control frames and bad input of every kind, for the hot-path tests (no allocation, system call,
+// lock or exception). warm_up_for_bad_frames() first gives them an XBTUSD book and a trade table.
+// Two of them are malformed (JSON broken, a frame cut short).
+inline std::vector<std::string> control_and_bad_frames() {
+  return {
+      R"({"info":"Welcome to the BitMEX Realtime API.","version":"2021-07-14T01:26:29.000Z"})",
+      R"({"success":true,"subscribe":"orderBookL2:XBTUSD","request":{"op":"subscribe"}})",
+      R"({"status":400,"error":"Unknown table","meta":{}})",
+      R"({"now":"2020-10-12T18:18:38.282Z","cancelTime":"2020-10-12T18:19:38.282Z"})",
+      "pong",
+      "{not json",
+      R"({"table":"orderBookL2","action":"update","data":[{"symbol":"XBTUSD","id":1,"side":"Buy",)",
+      "[1,2]",
+      R"({"table":"nosuchtable","action":"update","data":[{"symbol":"XBTUSD"}]})",
+      R"({"table":"orderBookL2","action":"update","data":[{"symbol":"XBTUSD","id":9,"side":"Buy","size":1}]})",
+      R"({"table":"orderBookL2","action":"update","data":[{"symbol":"XBTUSD","id":"x","side":"Buy","size":1}]})",
+      R"({"table":"orderBookL2","action":"insert","data":[{"symbol":"ETHUSD","id":2,"side":"Sell","size":1,"price":2}]})",
+      R"({"table":"trade","action":"insert","data":[{"symbol":"XBTUSD","price":1.5,"size":2,"side":"Sell"}]})",
+      R"({"table":"trade","action":"insert","data":[{"symbol":"XBTUSD","price":"1.25","size":3,"side":"Buy"}]})",
+  };
+}
+inline void warm_up_for_bad_frames(bmx::FeedEngine& e) {
+  feed(e, book_partial("XBTUSD", level_row("XBTUSD", 1, "Buy", 1, "10")));
+  feed(e,
+       R"({"table":"trade","action":"partial","keys":[],"filter":{"symbol":"XBTUSD"},"data":[]})");
+}
+
 }  // namespace bmxtest
