@@ -467,6 +467,35 @@ int main(int argc, char** argv) {
             ", update " + std::to_string(s.by_action[static_cast<int>(Action::kUpdate)]) +
             ", delete " + std::to_string(s.by_action[static_cast<int>(Action::kDelete)]));
   }
+  // Where inserts and deletes land (the depth the book's own search found), counted on a copy of
+  // the books, untimed: what a search limited to the best few levels could cover.
+  std::array<std::array<uint64_t, 3>, 2> depths{};  // [insert, delete][best 8, 8-63, deeper]
+  for (const Workload& s : w.recorded) {
+    std::vector<OrderBook> books = s.initial;
+    for (const Op& op : s.ops) {
+      OrderBook& b = books[op.book];
+      if (op.action == Action::kInsert) {
+        b.insert(op.side, op.id, op.price, op.size);
+      } else if (op.action == Action::kDelete) {
+        b.remove(op.side, op.id);
+      } else {
+        b.update(op.side, op.id, op.size, op.has_price, op.price);
+        continue;
+      }
+      const uint32_t d = b.depth_hint();
+      if (d == OrderBook::kNoDepth) continue;
+      ++depths[op.action == Action::kDelete][d < 8 ? 0 : d < 64 ? 1 : 2];
+    }
+  }
+  for (int a = 0; a < 2; ++a) {
+    const double n = static_cast<double>(depths[a][0] + depths[a][1] + depths[a][2]);
+    char line[160];
+    std::snprintf(line, sizeof line, "best 8 levels %.0f%%, depths 8-63 %.0f%%, deeper %.0f%%",
+                  100.0 * static_cast<double>(depths[a][0]) / n,
+                  100.0 * static_cast<double>(depths[a][1]) / n,
+                  100.0 * static_cast<double>(depths[a][2]) / n);
+    benchmark::AddCustomContext(a == 0 ? "inserts land at" : "deletes land at", line);
+  }
   register_all();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
