@@ -470,8 +470,12 @@ int main(int argc, char** argv) {
   // Where inserts and deletes land (the depth the book's own search found), counted on a copy of
   // the books, untimed: what a search limited to the best few levels could cover.
   std::array<std::array<uint64_t, 3>, 2> depths{};  // [insert, delete][best 8, 8-63, deeper]
+  size_t books_total = 0, on_grid_before = 0, on_grid_after = 0;
+  uint64_t regrids = 0;
   for (const Workload& s : w.recorded) {
     std::vector<OrderBook> books = s.initial;
+    for (const OrderBook& b : books)
+      on_grid_before += b.on_grid();
     for (const Op& op : s.ops) {
       OrderBook& b = books[op.book];
       if (op.action == Action::kInsert) {
@@ -486,7 +490,19 @@ int main(int argc, char** argv) {
       if (d == OrderBook::kNoDepth) continue;
       ++depths[op.action == Action::kDelete][d < 8 ? 0 : d < 64 ? 1 : 2];
     }
+    for (const OrderBook& b : books) {
+      ++books_total;
+      on_grid_after += b.on_grid();
+      regrids += b.regrids();
+    }
   }
+  // Which books keep their best levels in a price ladder (prices on a grid) and which in the
+  // sorted tiers: the two paths cost differently.
+  benchmark::AddCustomContext("books on a price grid",
+                              std::to_string(on_grid_before) + " of " +
+                                  std::to_string(books_total) + " after their partials, " +
+                                  std::to_string(on_grid_after) + " after the deltas (" +
+                                  std::to_string(regrids) + " finer grids found)");
   for (int a = 0; a < 2; ++a) {
     const double n = static_cast<double>(depths[a][0] + depths[a][1] + depths[a][2]);
     char line[160];

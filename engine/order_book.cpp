@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <bit>
 #include <cassert>
+#include <cmath>
 #include <cstddef>
 #include <cstring>
 #include <limits>
+#include <numeric>
 #include <stdexcept>
 
 #if defined(__AVX2__)
@@ -295,6 +297,76 @@ BMX_HOT_INLINE uint32_t SideOrder::pop_front(double& key) noexcept {
   return slots_[begin_++];
 }
 
+uint32_t PriceLadder::rank(int64_t t) const noexcept {
+  if (count_ == 0 || t >= best_) return 0;
+  if (t < lo_) return count_;
+  const auto i = static_cast<uint64_t>(t - lo_);
+  size_t w = i >> 6;
+  // Bits above i in its word: (2 << 63) wraps to 0, leaving none.
+  auto r = static_cast<uint32_t>(std::popcount(bits_[w] & ~((uint64_t{2} << (i & 63)) - 1)));
+  const auto top = static_cast<size_t>(static_cast<uint64_t>(best_ - lo_) >> 6);
+  while (w < top)
+    r += static_cast<uint32_t>(std::popcount(bits_[++w]));
+  return r;
+}
+
+uint32_t PriceLadder::select(uint32_t i) const noexcept {
+  auto w = static_cast<size_t>(static_cast<uint64_t>(best_ - lo_) >> 6);
+  for (;; --w) {
+    const auto c = static_cast<uint32_t>(std::popcount(bits_[w]));
+    if (i < c) break;
+    i -= c;
+  }
+  uint64_t m = bits_[w];
+  for (; i > 0; --i)  // drop the i highest
+    m &= ~(uint64_t{1} << (63 - std::countl_zero(m)));
+  return cells_[w * 64 + 63 - static_cast<size_t>(std::countl_zero(m))];
+}
+
+void PriceLadder::move_to(int64_t lo) noexcept {
+  if (lo == lo_) return;
+  if (count_ == 0) {
+    reset(lo);
+    return;
+  }
+  // In place: each level moves away from the levels not yet moved.
+  if (lo < lo_) {  // to higher cells, highest first
+    const auto d = static_cast<size_t>(lo_ - lo);
+    for (size_t w = kWords; w-- > 0;) {
+      const uint64_t m0 = bits_[w];
+      bits_[w] = 0;
+      for (uint64_t m = m0; m != 0;) {
+        const size_t b = 63 - static_cast<size_t>(std::countl_zero(m));
+        m &= ~(uint64_t{1} << b);
+        const size_t i = w * 64 + b;
+        const size_t j = i + d;
+        cells_[j] = cells_[i];
+        bits_[j >> 6] |= uint64_t{1} << (j & 63);
+      }
+    }
+  } else {  // to lower cells, lowest first
+    const auto d = static_cast<size_t>(lo - lo_);
+    for (size_t w = 0; w < kWords; ++w) {
+      const uint64_t m0 = bits_[w];
+      bits_[w] = 0;
+      for (uint64_t m = m0; m != 0; m &= m - 1) {
+        const size_t i = w * 64 + static_cast<size_t>(std::countr_zero(m));
+        const size_t j = i - d;
+        cells_[j] = cells_[i];
+        bits_[j >> 6] |= uint64_t{1} << (j & 63);
+      }
+    }
+  }
+  lo_ = lo;
+}
+
+void PriceLadder::reset(int64_t lo) noexcept {
+  std::fill(bits_.data(), bits_.data() + bits_.size(), uint64_t{0});  // none when moved from
+  count_ = 0;
+  lo_ = lo;
+  best_ = lo;
+}
+
 }  // namespace book_detail
 
 namespace {
@@ -321,7 +393,10 @@ void OrderBook::clear() noexcept {
   for (unsigned side = 0; side < 2; ++side) {
     top_[side].clear();
     deep_[side].clear();
+    ladder_[side].reset(0);
   }
+  grid_ = false;
+  set_hint(kNoDepth);
   for (size_t b = 0; b < buckets_.size(); ++b)
     std::fill(buckets_[b].tag, buckets_[b].tag + 4, kFreeTag);
   free_count_ = capacity_;
@@ -366,22 +441,24 @@ void OrderBook::rebuild(uint32_t capacity) {
 void OrderBook::reindex() noexcept {
   for (size_t b = 0; b < buckets_.size(); ++b)
     std::fill(buckets_[b].tag, buckets_[b].tag + 4, kFreeTag);
-  for (unsigned tier = 0; tier < 4; ++tier) {
-    const unsigned side = tier & 1;
-    const auto& o = tier < 2 ? top_[side] : deep_[side];
-    for (size_t k = 0; k < o.size(); ++k) {
-      const uint32_t slot = o.slots()[k];
-      const uint64_t id = pool_[slot].id;
-      const uint32_t tag = tag_of(product(id), id, side);
-      uint64_t b = home_of_tag(tag);
-      while (tag_mask(buckets_[b], kFreeTag) == 0)
-        b = (b + 1) & mask_;
-      Bucket& bucket = buckets_[b];
-      const auto lane = static_cast<unsigned>(std::countr_zero(tag_mask(bucket, kFreeTag)));
-      bucket.tag[lane] = tag;
-      bucket.slot[lane] = slot;
-      bucket.key[lane] = o.keys()[k];
-    }
+  const auto add = [this](unsigned side, uint32_t slot, double key) {
+    const uint64_t id = pool_[slot].id;
+    const uint32_t tag = tag_of(product(id), id, side);
+    uint64_t b = home_of_tag(tag);
+    while (tag_mask(buckets_[b], kFreeTag) == 0)
+      b = (b + 1) & mask_;
+    Bucket& bucket = buckets_[b];
+    const auto lane = static_cast<unsigned>(std::countr_zero(tag_mask(bucket, kFreeTag)));
+    bucket.tag[lane] = tag;
+    bucket.slot[lane] = slot;
+    bucket.key[lane] = key;
+  };
+  for (unsigned side = 0; side < 2; ++side) {
+    for (const auto* o : {&top_[side], &deep_[side]})
+      for (size_t k = 0; k < o->size(); ++k)
+        add(side, o->slots()[k], o->keys()[k]);
+    if (grid_)
+      ladder_[side].for_each([&](int64_t t, uint32_t slot) { add(side, slot, key_of_tick(t)); });
   }
 }
 
@@ -441,14 +518,35 @@ uint32_t OrderBook::depth_of(Side side, uint64_t id) const noexcept {
   const unsigned s = index(side);
   const uint64_t at = find(s, id);
   if (at == kNotFound) return kNoDepth;
+  const Bucket& cell = buckets_[at >> 2];
+  if (grid_) {
+    const auto& l = ladder_[s];
+    const double key = cell.key[at & 3];
+    const int64_t t = grid_tick(key);
+    size_t d = kNoDepth;
+    if (t >= l.lo()) {
+      d = l.rank(t);
+    } else if (l.count() < kTopMin) {
+      const auto& deep = deep_[s];
+      d = l.count() + deep.size() - 1 - deep.find(key, cell.slot[at & 3]);
+    }
+    return d < kTopMin ? static_cast<uint32_t>(d) : kNoDepth;
+  }
   const auto& top = top_[s];
   const size_t n = top.size();
-  const Bucket& cell = buckets_[at >> 2];
   const size_t at_or_above = top.count_top<false>(cell.key[at & 3]);  // the level itself included
   const size_t pos = n - at_or_above;
   return at_or_above - 1 < kTopMin && pos < n && top.slots()[pos] == cell.slot[at & 3]
              ? static_cast<uint32_t>(at_or_above - 1)
              : kNoDepth;
+}
+
+const BookLevel& OrderBook::level(Side side, uint32_t i) const noexcept {
+  const unsigned s = index(side);
+  const auto& d = deep_[s];
+  const size_t n = grid_ ? ladder_[s].count() : top_[s].size();
+  if (i >= n) return pool_[d.slots()[d.size() - 1 - (i - n)]];
+  return pool_[grid_ ? ladder_[s].select(i) : top_[s].slots()[n - 1 - i]];
 }
 
 double OrderBook::level_price(Side side, uint64_t id) const noexcept {
@@ -515,13 +613,21 @@ BMX_HOT_INLINE uint32_t OrderBook::add_level(uint64_t cell, uint32_t tag, unsign
 BMX_HOT_INLINE void OrderBook::place(unsigned side, uint32_t slot, double key, bool bulk) noexcept {
   if (bulk) {
     deep_[side].push_back(key, slot);  // finish_bulk sorts the deep tier and fills the top one
-    depth_hint_ = kNoDepth;
+    set_hint(kNoDepth);
     return;
   }
+  if (grid_) [[likely]] {
+    place_ladder(side, slot, key);
+    return;
+  }
+  place_sorted(side, slot, key);
+}
+
+BMX_HOT_INLINE void OrderBook::place_sorted(unsigned side, uint32_t slot, double key) noexcept {
   auto& top = top_[side];
   const size_t above = top.count_top<true>(key);
   if (above < kTopMin) [[likely]] {
-    depth_hint_ = static_cast<uint32_t>(above);  // the levels better than the new one
+    set_hint(above);  // the levels better than the new one
     top.insert_at(top.size() - above, key, slot);
     if (top.size() > kTopMax) [[unlikely]] {
       spill_top(side);
@@ -538,23 +644,31 @@ void OrderBook::place_deeper(unsigned side, uint32_t slot, double key) noexcept 
   auto& deep = deep_[side];
   if (deep.empty() || key >= top.front_key()) {
     const size_t pos = top.bound_below_top<true>(key);
-    depth_hint_ = static_cast<uint32_t>(top.size() - pos);
+    set_hint(top.size() - pos);
     top.insert_at(pos, key, slot);
     if (top.size() > kTopMax) spill_top(side);
   } else {
     const size_t pos = deep.bound<true>(key);
-    depth_hint_ = static_cast<uint32_t>(top.size() + deep.size() - pos);
+    set_hint(top.size() + deep.size() - pos);
     deep.insert_at(pos, key, slot);
   }
 }
 
 BMX_HOT_INLINE void OrderBook::unplace(unsigned side, uint32_t slot, double key) noexcept {
+  if (grid_) [[likely]] {
+    unplace_ladder(side, slot, key);
+    return;
+  }
+  unplace_sorted(side, slot, key);
+}
+
+BMX_HOT_INLINE void OrderBook::unplace_sorted(unsigned side, uint32_t slot, double key) noexcept {
   auto& top = top_[side];
   const size_t n = top.size();
   const size_t above = top.count_top<false>(key);
   const size_t pos = n - above;
   if (above < kTopMin && pos < n && top.slots()[pos] == slot) [[likely]] {
-    depth_hint_ = static_cast<uint32_t>(n - 1 - pos);
+    set_hint(n - 1 - pos);
     top.erase_at(pos);
     if (top.size() < kTopMin && !deep_[side].empty()) [[unlikely]] {
       refill_top(side);
@@ -581,14 +695,14 @@ void OrderBook::unplace_deeper(unsigned side, uint32_t slot, double key, size_t 
     pos = top.find(key, slot);
   }
   if (pos != book_detail::SideOrder::kNone) {
-    depth_hint_ = static_cast<uint32_t>(n - 1 - pos);
+    set_hint(n - 1 - pos);
     top.erase_at(pos);
     if (top.size() < kTopMin && !deep.empty()) refill_top(side);
     return;
   }
   pos = deep.find(key, slot);  // below the top tier, or an equal price at the tiers' seam
   assert(pos != book_detail::SideOrder::kNone);
-  depth_hint_ = static_cast<uint32_t>(n + deep.size() - 1 - pos);
+  set_hint(n + deep.size() - 1 - pos);
   deep.erase_at(pos);
 }
 
@@ -603,6 +717,221 @@ void OrderBook::refill_top(unsigned side) noexcept {
   double key;
   const uint32_t slot = deep_[side].pop_back(key);
   top_[side].push_front(key, slot);
+}
+
+// ---- The price grid and the ladders ----
+
+namespace {
+// round(x) to an integer, in the current rounding mode (to nearest): one instruction.
+BMX_HOT_INLINE int64_t round_to_int(double x) noexcept {
+#if defined(__SSE2__)
+  return _mm_cvtsd_si64(_mm_set_sd(x));
+#else
+  return std::llrint(x);
+#endif
+}
+// |price * scale| (tick * step) below this: the product is an exact integer in a double, and the
+// keys of distinct ticks are distinct doubles (at least 2^-40 apart relatively, a double resolves
+// 2^-52).
+constexpr double kMaxUnits = 0x1p40;
+// How many finer grids a book may move to between partials before it stays in the sorted tiers.
+constexpr uint32_t kRegridBudget = 16;
+// How many decimals a grid may have at most.
+constexpr int kMaxDecimals = 12;
+}  // namespace
+
+BMX_HOT_INLINE bool OrderBook::tick_of(double key, int64_t& t) const noexcept {
+  if (!(std::fabs(key) < max_key_)) [[unlikely]] {  // NaN too
+    return false;
+  }
+  t = round_to_int(key * mul_);
+  return key_of_tick(t) == key;
+}
+
+BMX_HOT_INLINE int64_t OrderBook::grid_tick(double key) const noexcept {
+  return round_to_int(key * mul_);
+}
+
+// A level on the grid: into the ladder's window, or below it into the deep tier. Off the grid (or
+// an equal price, never in a sane book): place_off_grid.
+BMX_HOT_INLINE void OrderBook::place_ladder(unsigned side, uint32_t slot, double key) noexcept {
+  auto& l = ladder_[side];
+  int64_t t;
+  if (!tick_of(key, t) || (l.within(t) && l.occupied(t))) [[unlikely]] {
+    place_off_grid(side, slot, key);
+    return;
+  }
+  if (!l.within(t)) [[unlikely]] {
+    if (t < l.lo() && !l.empty()) {  // below the window
+      auto& deep = deep_[side];
+      const size_t pos = deep.bound<true>(key);
+      set_hint(l.count() + deep.size() - pos);
+      deep.insert_at(pos, key, slot);
+      return;
+    }
+    slide_up(side, t);  // above the window, or into an empty side
+  }
+  l.set(t, slot);
+  hint_ladder_ = true;
+  hint_side_ = side;
+  hint_tick_ = t;
+}
+
+BMX_HOT_INLINE void OrderBook::unplace_ladder(unsigned side, uint32_t slot, double key) noexcept {
+  auto& l = ladder_[side];
+  auto& deep = deep_[side];
+  const int64_t t = grid_tick(key);
+  if (t < l.lo()) [[unlikely]] {
+    const size_t pos = deep.find(key, slot);
+    assert(pos != book_detail::SideOrder::kNone);
+    set_hint(l.count() + deep.size() - 1 - pos);
+    deep.erase_at(pos);
+    return;
+  }
+  assert(l.within(t) && l.occupied(t) && l.slot_at(t) == slot);
+  (void)slot;
+  l.erase(t);
+  hint_ladder_ = true;
+  hint_side_ = side;
+  hint_tick_ = t;
+  if ((l.empty() || l.best() < l.lo() + kHeadroom) && !deep.empty()) [[unlikely]] {
+    slide_down(side);
+  }
+}
+
+// The window moves up so that tick t lies kHeadroom below its top; the levels it leaves behind go
+// to the back of the deep tier, in order (all of them are above the deep tier's levels). O(window
+// + levels moved), no allocation.
+void OrderBook::slide_up(unsigned side, int64_t t) noexcept {
+  auto& l = ladder_[side];
+  const int64_t lo = t - (book_detail::PriceLadder::kTicks - kHeadroom - 1);
+  if (l.empty()) {  // and so is the deep tier
+    l.reset(lo);
+    return;
+  }
+  auto& deep = deep_[side];
+  l.take_below(lo, [&](int64_t tick, uint32_t slot) { deep.push_back(key_of_tick(tick), slot); });
+  l.move_to(lo);
+}
+
+// The best has come near the bottom of the window (or the window is empty): the window moves down
+// to put it kHeadroom below the top, and takes the deep tier's levels that now fall inside.
+void OrderBook::slide_down(unsigned side) noexcept {
+  auto& l = ladder_[side];
+  auto& deep = deep_[side];
+  const int64_t best = l.empty() ? grid_tick(deep.top_key()) : l.best();
+  const int64_t lo = best - (book_detail::PriceLadder::kTicks - kHeadroom - 1);
+  l.move_to(lo);
+  while (!deep.empty()) {
+    const int64_t t = grid_tick(deep.top_key());
+    if (t < lo) break;
+    double key;
+    l.set(t, deep.pop_back(key));
+  }
+}
+
+// A price off the grid: the book leaves it, places the level in the sorted tiers, and looks for a
+// finer grid that holds every level, the new one included (a partial whose prices all happened to
+// be whole dollars, say). Each such grid is finer than the last, so this happens a few times
+// after a partial at most (kRegridBudget bounds it); after that the book stays in the sorted
+// tiers until its next partial. No allocation.
+void OrderBook::place_off_grid(unsigned side, uint32_t slot, double key) noexcept {
+  ++regrids_;
+  leave_grid();
+  place_sorted(side, slot, key);
+  if (regrid_budget_ > 0) {
+    --regrid_budget_;
+    enter_grid();
+  }
+}
+
+void OrderBook::leave_grid() noexcept {
+  if (!grid_) return;
+  for (unsigned side = 0; side < 2; ++side) {
+    auto& l = ladder_[side];
+    auto& deep = deep_[side];
+    auto& top = top_[side];
+    // Lowest first: every ladder level is above the deep tier's levels.
+    l.for_each([&](int64_t t, uint32_t slot) { deep.push_back(key_of_tick(t), slot); });
+    l.reset(0);
+    const size_t fill = std::min(kTopFill, deep.size());
+    for (size_t i = 0; i < fill; ++i) {
+      double key;
+      const uint32_t slot = deep.pop_back(key);
+      top.push_front(key, slot);
+    }
+  }
+  grid_ = false;
+}
+
+void OrderBook::enter_grid() noexcept {
+  for (unsigned side = 0; side < 2; ++side) {
+    auto& top = top_[side];
+    auto& deep = deep_[side];
+    while (!top.empty()) {  // lowest first: above the deep tier's levels
+      double key;
+      const uint32_t slot = top.pop_front(key);
+      deep.push_back(key, slot);
+    }
+  }
+  grid_ = find_grid();
+  for (unsigned side = 0; side < 2; ++side) {
+    auto& deep = deep_[side];
+    if (!grid_) {
+      const size_t fill = std::min(kTopFill, deep.size());
+      for (size_t i = 0; i < fill; ++i) {
+        double key;
+        const uint32_t slot = deep.pop_back(key);
+        top_[side].push_front(key, slot);
+      }
+      continue;
+    }
+    auto& l = ladder_[side];
+    l.reset(0);
+    if (!deep.empty()) slide_down(side);
+  }
+}
+
+// The finest grid of every level's key, both sides (kept sorted in the deep tiers): the fewest
+// decimals (a power of ten, scale) that write every price exactly, then the greatest common
+// divisor of the prices in those units (step: a tick of 0.5 is 5 units of 0.1).
+bool OrderBook::find_grid() noexcept {
+  if (deep_[0].empty() && deep_[1].empty()) return false;
+  double scale = 1;
+  int decimals = 0;
+  const auto exact = [&](double key) {
+    const double x = key * scale;
+    return std::fabs(x) < kMaxUnits && static_cast<double>(round_to_int(x)) / scale == key;
+  };
+  for (unsigned side = 0; side < 2; ++side) {
+    const auto& deep = deep_[side];
+    const double* k = deep.keys();
+    for (size_t i = 0; i < deep.size(); ++i) {
+      if (i > 0 && k[i] == k[i - 1]) return false;  // an equal price: one cell cannot hold both
+      while (!exact(k[i])) {
+        if (++decimals > kMaxDecimals) return false;
+        scale *= 10;
+      }
+    }
+  }
+  uint64_t step = 0;  // the grid includes 0, so that the asks' negated keys lie on it too
+  for (unsigned side = 0; side < 2; ++side) {
+    const auto& deep = deep_[side];
+    for (size_t i = 0; i < deep.size(); ++i)
+      step = std::gcd(step, static_cast<uint64_t>(round_to_int(std::fabs(deep.keys()[i]) * scale)));
+  }
+  scale_ = scale;
+  step_ = step == 0 ? 1 : static_cast<int64_t>(step);
+  mul_ = scale_ / static_cast<double>(step_);
+  max_key_ = kMaxUnits / scale_;
+  for (unsigned side = 0; side < 2; ++side) {  // mul_ may be inexact: every key checked again
+    const auto& deep = deep_[side];
+    for (size_t i = 0; i < deep.size(); ++i) {
+      int64_t t;
+      if (!tick_of(deep.keys()[i], t)) return false;
+    }
+  }
+  return true;
 }
 
 // Growth (allocates) and probes longer than kMaxProbe (re-seeds the index). (side, id) is known
@@ -660,17 +989,22 @@ void OrderBook::finish_bulk() {
     auto& top = top_[side];
     auto& deep = deep_[side];
     double key;
-    while (!top.empty()) {  // levels from before the bulk (none after clear()): sort them too
+    // Levels from before the bulk (none after clear()): sorted with it.
+    if (grid_) {
+      ladder_[side].for_each(
+          [&](int64_t t, uint32_t slot) { deep.push_back(key_of_tick(t), slot); });
+      ladder_[side].reset(0);
+    }
+    while (!top.empty()) {
       const uint32_t slot = top.pop_back(key);
       deep.push_back(key, slot);
     }
     deep.sort_by([this, side](uint32_t slot) { return key_of(side, pool_[slot].price); });
-    const size_t fill = std::min(kTopFill, deep.size());
-    for (size_t i = 0; i < fill; ++i) {  // best first: each later one goes below it
-      const uint32_t slot = deep.pop_back(key);
-      top.push_front(key, slot);
-    }
   }
+  grid_ = false;
+  regrid_budget_ = kRegridBudget;
+  set_hint(kNoDepth);
+  enter_grid();
 }
 
 OrderBook::Result OrderBook::update(Side side, uint64_t id, int64_t size, bool has_price,
@@ -686,7 +1020,7 @@ OrderBook::Result OrderBook::update(Side side, uint64_t id, int64_t size, bool h
   if (has_price && key_of(s, price) != key) [[unlikely]] {
     move_level(s, at, price);
   }
-  depth_hint_ = kNoDepth;
+  set_hint(kNoDepth);
   return Result::kOk;  // the price kept (all 2021 updates): no search
 }
 

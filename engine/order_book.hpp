@@ -1,6 +1,7 @@
 // One symbol's L2 order book, keyed as BitMEX keys it: (side, id) -> (price, size).
 //
-// Design, in the spirit of charles-cooper/itch-order-book. Three structures, each doing one job:
+// Design, in the spirit of charles-cooper/itch-order-book. Three structures, each doing one job
+// (the second in one of two forms):
 // - A pool of levels (price, size, id), 24 bytes each, that never move while they live: level()
 //   and best() hand out references into it. A slot comes from a stack of free slots (LIFO, so a
 //   delete followed by an insert reuses a slot that is still in cache) and goes back on delete.
@@ -15,6 +16,19 @@
 //   the other they are the side's order (level(i) stays O(1)); apart, a level below the top tier
 //   shifts only the levels between it and the nearer end of the deep tier. One level moves
 //   between the tiers, O(1), when the top tier leaves its bounds.
+// - When the book's prices lie on a grid (every BitMEX book's do: multiples of its tick), the top
+//   tier is replaced by a price ladder (book_detail::PriceLadder): one cell per tick for a window
+//   of 1024 ticks around the best, holding the level's slot, and a bitmap of the occupied ticks.
+//   An insert or delete there is one cell and one bit, with no search and no shift: the tick is
+//   the key times a constant, rounded, and checked exact. Levels below the window stay in the
+//   deep tier as above; the window follows the market (up when a price lands above it, down when
+//   the best comes near its bottom), moving the levels it passes between itself and the deep
+//   tier, O(window + levels moved), no allocation. The grid is found when a partial's levels are
+//   in (finish_bulk): the fewest decimals that write every price, then the greatest common divisor
+//   in those units (a tick of 0.5 is 5 units of 0.1). A price off that grid makes the book look
+//   for a finer one holding every level (a partial of whole prices, then a half); a price on no
+//   grid of at most 12 decimals, or an equal price, puts the book back in the sorted tiers, every
+//   level kept, until its next partial. Both cost O(levels) once and are counted (regrids()).
 // - An index (open addressing, buckets of four cells in one cache line, linear probing between
 //   buckets, backward-shift deletion: no tombstones, so a long-running book never degrades) maps
 //   (side, id) to the slot and the key. An update that keeps the price (every 2021 update) is one
@@ -33,7 +47,8 @@
 //
 // Prices are doubles, compared exactly. A JSON decimal parses to the nearest double, and rounding
 // is monotonic, so two different prices as listed by BitMEX (32186.5 down to 1.6425e-06) keep
-// their order; negation is exact. No fixed decimal scale is assumed. Both id eras: rows that carry
+// their order; negation is exact. No fixed decimal scale is assumed (the grid is learnt, and a
+// book off every grid is still exact in the sorted tiers). Both id eras: rows that carry
 // a price use it (post-2023 ids are arbitrary); an update without a price keeps the level's price
 // (2021 ids encoded the price and updates omitted it); an update with a new price moves the level.
 // Equal prices never occur in a sane book, but are kept and found by id.
@@ -43,7 +58,8 @@
 // (Stats::book_growths) so that a mis-sized deployment is visible. The worst cases: an insert or
 // delete deep in a side moves up to half of its deep tier (12 bytes a level) and searches
 // O(log n); recentring an array whose free room at one end ran out moves it once (O(n)); a
-// re-seed of the index is O(n). Measured in bench/book_bench.cpp (bench_book).
+// re-seed of the index, a move to a finer grid or off the grid is O(n); a ladder window's move is
+// O(1024 / 64 + levels moved). Measured in bench/book_bench.cpp (bench_book).
 #pragma once
 
 #include <bit>
@@ -192,6 +208,96 @@ class alignas(64) SideOrder {  // one line each: four of them per book, all hot
   size_t begin_ = 0, end_ = 0;
 };
 
+// The best levels of one side while its prices lie on a grid (see OrderBook): one cell per tick of
+// a window of kTicks ticks, [lo, lo + kTicks), holding the pool slot of the level at that tick, and
+// a bitmap of the occupied cells. Ticks ascend towards the best (for asks they are the negated
+// price's ticks, as keys are). An insert or delete is one cell and one bit: no search, no shift.
+// The best tick is kept; losing it scans the bitmap down, a word (64 ticks) at a time. Ranks and
+// the i-th best level count bits. Memory is allocated once, by the constructor; nothing else
+// allocates.
+class PriceLadder {
+ public:
+  static constexpr int64_t kTicks = 1024;
+  static constexpr size_t kWords = kTicks / 64;
+
+  PriceLadder() : cells_(kTicks), bits_(kWords) {}
+
+  [[nodiscard]] uint32_t count() const noexcept { return count_; }
+  [[nodiscard]] bool empty() const noexcept { return count_ == 0; }
+  [[nodiscard]] int64_t lo() const noexcept { return lo_; }
+  // The highest occupied tick and its level's slot. Precondition: !empty().
+  [[nodiscard]] int64_t best() const noexcept { return best_; }
+  [[nodiscard]] uint32_t best_slot() const noexcept { return cells_[best_ - lo_]; }
+  [[nodiscard]] bool within(int64_t t) const noexcept {
+    return static_cast<uint64_t>(t - lo_) < static_cast<uint64_t>(kTicks);
+  }
+  // Preconditions: within(t).
+  [[nodiscard]] bool occupied(int64_t t) const noexcept {
+    const auto i = static_cast<uint64_t>(t - lo_);
+    return (bits_[i >> 6] >> (i & 63)) & 1;
+  }
+  [[nodiscard]] uint32_t slot_at(int64_t t) const noexcept { return cells_[t - lo_]; }
+  // Precondition: within(t), !occupied(t).
+  void set(int64_t t, uint32_t slot) noexcept {
+    const auto i = static_cast<uint64_t>(t - lo_);
+    cells_[i] = slot;
+    bits_[i >> 6] |= uint64_t{1} << (i & 63);
+    best_ = count_++ == 0 || t > best_ ? t : best_;
+  }
+  // Precondition: occupied(t). The best moves down to the next occupied tick when t was it.
+  void erase(int64_t t) noexcept {
+    const auto i = static_cast<uint64_t>(t - lo_);
+    bits_[i >> 6] &= ~(uint64_t{1} << (i & 63));
+    if (--count_ != 0 && t == best_) best_ = highest_below(i);
+  }
+  // Occupied ticks above t. No allocation.
+  [[nodiscard]] uint32_t rank(int64_t t) const noexcept;
+  // Slot of the i-th best level. Precondition: i < count().
+  [[nodiscard]] uint32_t select(uint32_t i) const noexcept;
+  // Calls f(tick, slot) for every level, lowest tick first.
+  template <class F>
+  void for_each(F f) const {
+    for (size_t w = 0; w < kWords; ++w)
+      for (uint64_t m = bits_[w]; m != 0; m &= m - 1) {
+        const size_t i = w * 64 + static_cast<size_t>(std::countr_zero(m));
+        f(lo_ + static_cast<int64_t>(i), cells_[i]);
+      }
+  }
+  // Takes out every level below tick `t`, lowest first, handing each to f(tick, slot).
+  template <class F>
+  void take_below(int64_t t, F f) {
+    for (size_t w = 0; w < kWords && lo_ + static_cast<int64_t>(w * 64) < t; ++w)
+      for (uint64_t m = bits_[w]; m != 0; m &= m - 1) {
+        const size_t i = w * 64 + static_cast<size_t>(std::countr_zero(m));
+        if (lo_ + static_cast<int64_t>(i) >= t) break;
+        f(lo_ + static_cast<int64_t>(i), cells_[i]);
+        bits_[w] &= ~(uint64_t{1} << (i & 63));
+        --count_;
+      }
+  }
+  // Moves the window to start at `lo`. Precondition: every level lies in [lo, lo + kTicks).
+  // O(kTicks).
+  void move_to(int64_t lo) noexcept;
+  // Empties the ladder and puts its window at `lo`.
+  void reset(int64_t lo) noexcept;
+
+ private:
+  // The highest occupied cell below cell i. Precondition: there is one.
+  [[nodiscard]] int64_t highest_below(uint64_t i) const noexcept {
+    size_t w = i >> 6;
+    uint64_t m = bits_[w] & ((uint64_t{1} << (i & 63)) - 1);
+    while (m == 0)
+      m = bits_[--w];
+    return lo_ + static_cast<int64_t>(w * 64 + 63 - static_cast<size_t>(std::countl_zero(m)));
+  }
+
+  LineArray<uint32_t> cells_;
+  LineArray<uint64_t> bits_;
+  int64_t lo_ = 0;
+  int64_t best_ = 0;
+  uint32_t count_ = 0;
+};
+
 }  // namespace book_detail
 
 class OrderBook {
@@ -259,7 +365,9 @@ class OrderBook {
   // otherwise search it. It comes free with the operation's own search; kNoDepth after an update
   // (which finds its level without a search) and a partial's bulk insert. O(1).
   static constexpr uint32_t kNoDepth = UINT32_MAX;
-  [[nodiscard]] uint32_t depth_hint() const noexcept { return depth_hint_; }
+  [[nodiscard]] uint32_t depth_hint() const noexcept {
+    return hint_ladder_ ? ladder_[hint_side_].rank(hint_tick_) : depth_hint_;
+  }
   // Depth of level (side, id) when it is among the 64 best of its side, else kNoDepth (also when
   // the book does not hold it). One index probe and one branch-free pass over the 64 best keys;
   // no allocation. For an update, whose own lookup does not learn the depth.
@@ -269,26 +377,37 @@ class OrderBook {
   [[nodiscard]] double level_price(Side side, uint64_t id) const noexcept;
 
   // Best-first access; i = 0 is the best level. Precondition: i < depth(side). References stay
-  // valid until the next change of the book.
+  // valid until the next change of the book. level() is O(1) in the sorted tiers and counts bits
+  // (at most 16 words) in a price ladder: tools and dumps, not the hot path.
   [[nodiscard]] uint32_t depth(Side side) const noexcept {
-    return static_cast<uint32_t>(top_[index(side)].size() + deep_[index(side)].size());
+    const unsigned s = index(side);
+    return static_cast<uint32_t>((grid_ ? ladder_[s].count() : top_[s].size()) + deep_[s].size());
   }
-  [[nodiscard]] const BookLevel& level(Side side, uint32_t i) const noexcept {
-    const auto& t = top_[index(side)];
-    const auto& d = deep_[index(side)];
-    const size_t nt = t.size();
-    return pool_[i < nt ? t.slots()[nt - 1 - i] : d.slots()[d.size() - 1 - (i - nt)]];
-  }
+  [[nodiscard]] const BookLevel& level(Side side, uint32_t i) const noexcept;
   [[nodiscard]] const BookLevel* best(Side side) const noexcept {
-    const auto& t = top_[index(side)];  // empty only when the side is
+    const unsigned s = index(side);
+    if (grid_) {  // the ladder is empty only when the side is
+      return ladder_[s].empty() ? nullptr : &pool_[ladder_[s].best_slot()];
+    }
+    const auto& t = top_[s];  // empty only when the side is
     return t.empty() ? nullptr : &pool_[t.top_slot()];
   }
   // True when both sides are non-empty and best bid >= best ask: the book cannot be right.
   [[nodiscard]] bool crossed() const noexcept {
+    if (grid_) {  // ticks of ask keys are the negated ticks of their prices
+      const auto& b = ladder_[0];
+      const auto& a = ladder_[1];
+      return !b.empty() && !a.empty() && b.best() >= -a.best();
+    }
     const auto& b = top_[0];
     const auto& a = top_[1];
     return !b.empty() && !a.empty() && b.top_key() >= -a.top_key();  // ask keys are -price
   }
+  // True while the book keeps its best levels in price ladders (its prices lie on a grid, see
+  // above); false while it keeps them in sorted tiers. For tests and benchmarks.
+  [[nodiscard]] bool on_grid() const noexcept { return grid_; }
+  // How often a price off the grid made the book find a finer grid or leave it (O(levels) each).
+  [[nodiscard]] uint64_t regrids() const noexcept { return regrids_; }
   [[nodiscard]] uint32_t size() const noexcept { return depth(Side::kBuy) + depth(Side::kSell); }
   [[nodiscard]] uint32_t capacity() const noexcept { return capacity_; }
   [[nodiscard]] bool grew() const noexcept { return grew_; }
@@ -366,6 +485,9 @@ class OrderBook {
   void place(unsigned side, uint32_t slot, double key, bool bulk) noexcept;
   // Takes `slot` (with `key`) out of its side's order.
   void unplace(unsigned side, uint32_t slot, double key) noexcept;
+  // The same in the sorted tiers (off the grid).
+  void place_sorted(unsigned side, uint32_t slot, double key) noexcept;
+  void unplace_sorted(unsigned side, uint32_t slot, double key) noexcept;
   // Their rarer cases, out of line: below the top tier's 64 best levels, equal prices.
   [[gnu::noinline]] void place_deeper(unsigned side, uint32_t slot, double key) noexcept;
   [[gnu::noinline]] void unplace_deeper(unsigned side, uint32_t slot, double key,
@@ -383,7 +505,39 @@ class OrderBook {
   // tier as well (the 2021 sessions put 1/5 of their inserts and deletes at depths 64-255).
   static constexpr size_t kTopMin = 64, kTopMax = 192, kTopFill = 128;
   book_detail::SideOrder top_[2];   // [kBuy], [kSell]; holds min(kTopMin, depth) levels or more
-  book_detail::SideOrder deep_[2];  // every key <= top_'s front key
+  book_detail::SideOrder deep_[2];  // every key <= top_'s front key (or below the ladder's window)
+
+  // The price grid (see above): a key k lies on it when k = t * step_ / scale_ exactly for an
+  // integer tick t, found as t = round(k * mul_) (mul_ = scale_ / step_) and then checked.
+  // On the grid, each side's best levels are a PriceLadder instead of the top tier: ladder_[side]
+  // holds the levels whose ticks fall in its window, deep_[side] those below it, and top_ is empty.
+  static constexpr int64_t kHeadroom = book_detail::PriceLadder::kTicks / 4;
+  [[nodiscard]] bool tick_of(double key, int64_t& t) const noexcept;  // false: off the grid
+  [[nodiscard]] int64_t grid_tick(double key) const noexcept;  // a key known to be on the grid
+  [[nodiscard]] double key_of_tick(int64_t t) const noexcept {
+    return static_cast<double>(t * step_) / scale_;
+  }
+  void place_ladder(unsigned side, uint32_t slot, double key) noexcept;
+  void unplace_ladder(unsigned side, uint32_t slot, double key) noexcept;
+  [[gnu::noinline]] void place_off_grid(unsigned side, uint32_t slot, double key) noexcept;
+  [[gnu::noinline]] void slide_up(unsigned side, int64_t t) noexcept;
+  [[gnu::noinline]] void slide_down(unsigned side) noexcept;
+  // Every level into the sorted tiers (top_ filled from deep_). O(levels), no allocation.
+  void leave_grid() noexcept;
+  // From the sorted tiers onto the finest grid that holds every level, when there is one (distinct
+  // prices, at most 12 decimals). O(levels), no allocation.
+  void enter_grid() noexcept;
+  [[nodiscard]] bool find_grid() noexcept;
+  book_detail::PriceLadder ladder_[2];
+  double scale_ = 1, mul_ = 1, max_key_ = 0;
+  int64_t step_ = 1;
+  bool grid_ = false;
+  uint32_t regrid_budget_ = 0;  // finer grids still allowed since the last partial
+  uint64_t regrids_ = 0;
+  // depth_hint() of a ladder operation: the rank of hint_tick_, counted when asked.
+  bool hint_ladder_ = false;
+  unsigned hint_side_ = 0;
+  int64_t hint_tick_ = 0;
   book_detail::LineArray<BookLevel> pool_;
   book_detail::LineArray<uint32_t> free_;  // stack of free slots, free_count_ of them
   // (capacity_ - size(): the book is full when it is 0)
@@ -396,6 +550,10 @@ class OrderBook {
   uint64_t rehashes_ = 0;
   uint64_t seeds_ = 0;  // multipliers drawn so far
   uint32_t depth_hint_ = kNoDepth;
+  void set_hint(size_t depth) noexcept {
+    depth_hint_ = static_cast<uint32_t>(depth);
+    hint_ladder_ = false;
+  }
   bool grew_ = false;
 };
 
