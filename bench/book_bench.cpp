@@ -471,7 +471,7 @@ int main(int argc, char** argv) {
   // the books, untimed: what a search limited to the best few levels could cover.
   std::array<std::array<uint64_t, 3>, 2> depths{};  // [insert, delete][best 8, 8-63, deeper]
   size_t books_total = 0, on_grid_before = 0, on_grid_after = 0;
-  uint64_t regrids = 0;
+  uint64_t regrids = 0, inserts = 0, ladder_inserts = 0;
   for (const Workload& s : w.recorded) {
     std::vector<OrderBook> books = s.initial;
     for (const OrderBook& b : books)
@@ -488,6 +488,10 @@ int main(int argc, char** argv) {
       }
       const uint32_t d = b.depth_hint();
       if (d == OrderBook::kNoDepth) continue;
+      if (op.action == Action::kInsert) {  // the ladder holds the best levels
+        ++inserts;
+        ladder_inserts += d < b.ladder_levels(op.side);
+      }
       ++depths[op.action == Action::kDelete][d < 8 ? 0 : d < 64 ? 1 : 2];
     }
     for (const OrderBook& b : books) {
@@ -498,11 +502,13 @@ int main(int argc, char** argv) {
   }
   // Which books keep their best levels in a price ladder (prices on a grid) and which in the
   // sorted tiers: the two paths cost differently.
-  benchmark::AddCustomContext("books on a price grid",
-                              std::to_string(on_grid_before) + " of " +
-                                  std::to_string(books_total) + " after their partials, " +
-                                  std::to_string(on_grid_after) + " after the deltas (" +
-                                  std::to_string(regrids) + " finer grids found)");
+  benchmark::AddCustomContext(
+      "books on a price grid",
+      std::to_string(on_grid_before) + " of " + std::to_string(books_total) +
+          " after their partials, " + std::to_string(on_grid_after) + " after the deltas (" +
+          std::to_string(regrids) + " finer grids found); " +
+          std::to_string(100 * ladder_inserts / std::max<uint64_t>(1, inserts)) +
+          "% of inserts land in a price ladder");
   for (int a = 0; a < 2; ++a) {
     const double n = static_cast<double>(depths[a][0] + depths[a][1] + depths[a][2]);
     char line[160];

@@ -301,18 +301,18 @@ uint32_t PriceLadder::rank(int64_t t) const noexcept {
   if (count_ == 0 || t >= best_) return 0;
   if (t < lo_) return count_;
   const auto i = static_cast<uint64_t>(t - lo_);
-  size_t w = i >> 6;
-  // Bits above i in its word: (2 << 63) wraps to 0, leaving none.
+  const size_t w = i >> 6;
+  // Bits above i in its word ((2 << 63) wraps to 0, leaving none), then the words above it.
   auto r = static_cast<uint32_t>(std::popcount(bits_[w] & ~((uint64_t{2} << (i & 63)) - 1)));
-  const auto top = static_cast<size_t>(static_cast<uint64_t>(best_ - lo_) >> 6);
-  while (w < top)
-    r += static_cast<uint32_t>(std::popcount(bits_[++w]));
+  for (uint64_t ws = w == 63 ? 0 : words_ & ~((uint64_t{2} << w) - 1); ws != 0; ws &= ws - 1)
+    r += static_cast<uint32_t>(std::popcount(bits_[static_cast<size_t>(std::countr_zero(ws))]));
   return r;
 }
 
 uint32_t PriceLadder::select(uint32_t i) const noexcept {
-  auto w = static_cast<size_t>(static_cast<uint64_t>(best_ - lo_) >> 6);
-  for (;; --w) {
+  size_t w = 0;
+  for (uint64_t ws = words_;; ws &= ~(uint64_t{1} << w)) {  // highest word first
+    w = 63 - static_cast<size_t>(std::countl_zero(ws));
     const auto c = static_cast<uint32_t>(std::popcount(bits_[w]));
     if (i < c) break;
     i -= c;
@@ -330,23 +330,28 @@ void PriceLadder::move_to(int64_t lo) noexcept {
     return;
   }
   // In place: each level moves away from the levels not yet moved.
+  const uint64_t ws0 = words_;
+  words_ = 0;
   if (lo < lo_) {  // to higher cells, highest first
     const auto d = static_cast<size_t>(lo_ - lo);
-    for (size_t w = kWords; w-- > 0;) {
+    for (uint64_t ws = ws0; ws != 0;) {
+      const size_t w = 63 - static_cast<size_t>(std::countl_zero(ws));
+      ws &= ~(uint64_t{1} << w);
       const uint64_t m0 = bits_[w];
       bits_[w] = 0;
       for (uint64_t m = m0; m != 0;) {
         const size_t b = 63 - static_cast<size_t>(std::countl_zero(m));
         m &= ~(uint64_t{1} << b);
-        const size_t i = w * 64 + b;
-        const size_t j = i + d;
-        cells_[j] = cells_[i];
+        const size_t j = w * 64 + b + d;
+        cells_[j] = cells_[w * 64 + b];
         bits_[j >> 6] |= uint64_t{1} << (j & 63);
+        words_ |= uint64_t{1} << (j >> 6);
       }
     }
   } else {  // to lower cells, lowest first
     const auto d = static_cast<size_t>(lo - lo_);
-    for (size_t w = 0; w < kWords; ++w) {
+    for (uint64_t ws = ws0; ws != 0; ws &= ws - 1) {
+      const auto w = static_cast<size_t>(std::countr_zero(ws));
       const uint64_t m0 = bits_[w];
       bits_[w] = 0;
       for (uint64_t m = m0; m != 0; m &= m - 1) {
@@ -354,6 +359,7 @@ void PriceLadder::move_to(int64_t lo) noexcept {
         const size_t j = i - d;
         cells_[j] = cells_[i];
         bits_[j >> 6] |= uint64_t{1} << (j & 63);
+        words_ |= uint64_t{1} << (j >> 6);
       }
     }
   }
@@ -362,6 +368,7 @@ void PriceLadder::move_to(int64_t lo) noexcept {
 
 void PriceLadder::reset(int64_t lo) noexcept {
   std::fill(bits_.data(), bits_.data() + bits_.size(), uint64_t{0});  // none when moved from
+  words_ = 0;
   count_ = 0;
   lo_ = lo;
   best_ = lo;
@@ -736,8 +743,6 @@ BMX_HOT_INLINE int64_t round_to_int(double x) noexcept {
 constexpr double kMaxUnits = 0x1p40;
 // How many finer grids a book may move to between partials before it stays in the sorted tiers.
 constexpr uint32_t kRegridBudget = 16;
-// How many decimals a grid may have at most.
-constexpr int kMaxDecimals = 12;
 }  // namespace
 
 BMX_HOT_INLINE bool OrderBook::tick_of(double key, int64_t& t) const noexcept {
@@ -892,46 +897,98 @@ void OrderBook::enter_grid() noexcept {
   }
 }
 
+namespace {
+
+// True when every key of k[0, n) lies on the grid (scale, step): k = t * step / scale exactly for
+// the integer t = round(k * mul). One pass of independent operations, without early exit, so that
+// the divisions overlap (and vectorise where the compiler can). No allocation.
+bool all_on_grid(const double* k, size_t n, double mul, double step, double scale,
+                 double max_key) noexcept {
+  bool ok = true;
+  size_t i = 0;
+#if defined(__AVX2__)
+  const __m256d vmul = _mm256_set1_pd(mul), vstep = _mm256_set1_pd(step);
+  const __m256d vscale = _mm256_set1_pd(scale), vmax = _mm256_set1_pd(max_key);
+  const __m256d abs_mask = _mm256_castsi256_pd(_mm256_set1_epi64x(INT64_MAX));
+  __m256d good = _mm256_castsi256_pd(_mm256_set1_epi64x(-1));
+  for (; i + 4 <= n; i += 4) {
+    const __m256d key = _mm256_loadu_pd(k + i);
+    const __m256d t = _mm256_round_pd(_mm256_mul_pd(key, vmul), _MM_FROUND_CUR_DIRECTION);
+    const __m256d back = _mm256_div_pd(_mm256_mul_pd(t, vstep), vscale);
+    good = _mm256_and_pd(good, _mm256_cmp_pd(_mm256_and_pd(key, abs_mask), vmax, _CMP_LT_OQ));
+    good = _mm256_and_pd(good, _mm256_cmp_pd(back, key, _CMP_EQ_OQ));
+  }
+  ok = _mm256_movemask_pd(good) == 0xf;
+#endif
+  for (; i < n; ++i) {
+    const double t = std::nearbyint(k[i] * mul);  // the rounding of round_to_int
+    ok &= (std::fabs(k[i]) < max_key) & (t * step / scale == k[i]);
+  }
+  return ok;
+}
+
+// The fewest decimals (scale = 10^decimals) that write `key` exactly, at least `scale`; 0 if more
+// than kMaxDecimals are needed.
+double scale_for(double key, double scale) noexcept {
+  for (;;) {
+    const double x = key * scale;
+    if (std::fabs(x) < kMaxUnits && static_cast<double>(round_to_int(x)) / scale == key) {
+      return scale;
+    }
+    if (scale >= 1e12) return 0;  // 10^kMaxDecimals
+    scale *= 10;
+  }
+}
+
+}  // namespace
+
 // The finest grid of every level's key, both sides (kept sorted in the deep tiers): the fewest
 // decimals (a power of ten, scale) that write every price exactly, then the greatest common
-// divisor of the prices in those units (step: a tick of 0.5 is 5 units of 0.1).
+// divisor of the prices in those units (step: a tick of 0.5 is 5 units of 0.1). A partial has
+// thousands of levels and this runs on each, so the grid is guessed from a sample (the best and
+// worst levels of each side and every 16th) and then checked on every key in one pass; only when
+// the check fails are all keys taken (a price the sample missed needs a finer grid).
 bool OrderBook::find_grid() noexcept {
   if (deep_[0].empty() && deep_[1].empty()) return false;
-  double scale = 1;
-  int decimals = 0;
-  const auto exact = [&](double key) {
-    const double x = key * scale;
-    return std::fabs(x) < kMaxUnits && static_cast<double>(round_to_int(x)) / scale == key;
-  };
-  for (unsigned side = 0; side < 2; ++side) {
+  for (unsigned side = 0; side < 2; ++side) {  // an equal price: one cell cannot hold both
     const auto& deep = deep_[side];
     const double* k = deep.keys();
-    for (size_t i = 0; i < deep.size(); ++i) {
-      if (i > 0 && k[i] == k[i - 1]) return false;  // an equal price: one cell cannot hold both
-      while (!exact(k[i])) {
-        if (++decimals > kMaxDecimals) return false;
-        scale *= 10;
+    bool equal = false;
+    for (size_t i = 1; i < deep.size(); ++i)
+      equal |= k[i] == k[i - 1];
+    if (equal) return false;
+  }
+  const auto sampled = [](size_t i, size_t n) { return i < 8 || i + 8 >= n || i % 16 == 0; };
+  for (const bool sample : {true, false}) {
+    double scale = 1;
+    for (unsigned side = 0; side < 2; ++side) {
+      const auto& deep = deep_[side];
+      for (size_t i = 0; i < deep.size(); ++i) {
+        if (sample && !sampled(i, deep.size())) continue;
+        scale = scale_for(deep.keys()[i], scale);
+        if (scale == 0) return false;
       }
     }
-  }
-  uint64_t step = 0;  // the grid includes 0, so that the asks' negated keys lie on it too
-  for (unsigned side = 0; side < 2; ++side) {
-    const auto& deep = deep_[side];
-    for (size_t i = 0; i < deep.size(); ++i)
-      step = std::gcd(step, static_cast<uint64_t>(round_to_int(std::fabs(deep.keys()[i]) * scale)));
-  }
-  scale_ = scale;
-  step_ = step == 0 ? 1 : static_cast<int64_t>(step);
-  mul_ = scale_ / static_cast<double>(step_);
-  max_key_ = kMaxUnits / scale_;
-  for (unsigned side = 0; side < 2; ++side) {  // mul_ may be inexact: every key checked again
-    const auto& deep = deep_[side];
-    for (size_t i = 0; i < deep.size(); ++i) {
-      int64_t t;
-      if (!tick_of(deep.keys()[i], t)) return false;
+    uint64_t step = 0;  // the grid includes 0, so that the asks' negated keys lie on it too
+    for (unsigned side = 0; side < 2; ++side) {
+      const auto& deep = deep_[side];
+      for (size_t i = 0; i < deep.size(); ++i) {
+        if (sample && !sampled(i, deep.size())) continue;
+        const auto n = static_cast<uint64_t>(round_to_int(std::fabs(deep.keys()[i]) * scale));
+        if (step == 0 || n % step != 0) step = std::gcd(step, n);
+      }
     }
+    scale_ = scale;
+    step_ = step == 0 ? 1 : static_cast<int64_t>(step);
+    mul_ = scale_ / static_cast<double>(step_);
+    max_key_ = kMaxUnits / scale_;
+    bool ok = true;
+    for (unsigned side = 0; side < 2; ++side)
+      ok = ok && all_on_grid(deep_[side].keys(), deep_[side].size(), mul_,
+                             static_cast<double>(step_), scale_, max_key_);
+    if (ok) return true;
   }
-  return true;
+  return false;
 }
 
 // Growth (allocates) and probes longer than kMaxProbe (re-seeds the index). (side, id) is known

@@ -731,7 +731,7 @@ TEST(OrderBook, PartialOfManyLevelsThenDeltasAtEveryDepth) {
 
 // A partial whose prices lie on a grid (here 0.5) puts each side's best levels in a price ladder.
 // A random walk of both eras' traffic against the reference: the market drifts and jumps by more
-// than the ladder's window (1024 ticks) both ways, so the window follows it up and down, levels
+// than the ladder's window (4096 ticks) both ways, so the window follows it up and down, levels
 // fall below it into the sorted deep tier and come back; deletes of the best drain the window.
 // Every depth hint is checked against the reference's rank. Then a price on a finer grid moves the
 // book to it, and one on no decimal grid at all takes it off the grid, still exact.
@@ -772,7 +772,7 @@ TEST(OrderBook, RandomTrafficOnAPriceGridMatchesTheReference) {
     uint64_t inserts = 0, removes = 0, deep_removes = 0;
     for (int step = 0; step < 60000; ++step) {
       if (step % 5000 == 4999) {  // a jump past the window, up or down
-        mid += (rng() % 2 ? 1 : -1) * int64_t(1500 + rng() % 1500);
+        mid += (rng() % 2 ? 1 : -1) * int64_t(3000 + rng() % 6000);
         ASSERT_NO_FATAL_FAILURE(c.check("before a jump"));
       } else if (step % 50 == 0) {
         mid += int64_t(rng() % 9) - 4;
@@ -781,7 +781,7 @@ TEST(OrderBook, RandomTrafficOnAPriceGridMatchesTheReference) {
       if (live.empty() || r < 50) {
         const Side side = rng() % 2 ? kBuy : kSell;
         const uint64_t q = rng() % 100;
-        const int64_t dist = int64_t(q < 40 ? rng() % 8 : q < 70 ? rng() % 64 : rng() % 2500);
+        const int64_t dist = int64_t(q < 40 ? rng() % 8 : q < 70 ? rng() % 64 : rng() % 6000);
         const int64_t tick = side == kBuy ? mid - 1 - dist : mid + dist;
         const double price = double(tick) * 0.5;
         const uint64_t id = id_of(tick);
