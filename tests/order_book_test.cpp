@@ -889,6 +889,29 @@ TEST(OrderBook, EqualPriceOnAGridLeavesItAndLosesNothing) {
   ASSERT_NO_FATAL_FAILURE(c.check("small prices"));
 }
 
+// The grid is guessed from a sample of each side's levels (the ends and every 16th); a level the
+// sample missed that needs a finer grid (a half among whole prices, deep in the side) is still
+// found, by the search over every level, and keeps the book exact on the finer grid.
+TEST(OrderBook, AFinerPriceTheSampleMissedStillSetsTheGrid) {
+  Checked c(256);
+  for (uint64_t i = 0; i < 100; ++i) {
+    const double price = i == 37 ? 962.5 : 1000.0 - double(i);  // 37: not in the sample
+    ASSERT_EQ(c.book.bulk_insert(kBuy, i, price, 1), Result::kOk);
+    c.ref[0][i] = {price, 1};
+    ASSERT_EQ(c.book.bulk_insert(kSell, 1000 + i, 1001.0 + 2.0 * double(i), 1), Result::kOk);
+    c.ref[1][1000 + i] = {1001.0 + 2.0 * double(i), 1};
+  }
+  c.book.finish_bulk();
+  EXPECT_TRUE(c.book.on_grid());
+  ASSERT_NO_FATAL_FAILURE(c.check("partial"));
+  // Half ticks elsewhere are on that grid: no new grid needed.
+  ASSERT_NO_FATAL_FAILURE(c.insert(kBuy, 500, 1000.5, 2));
+  ASSERT_NO_FATAL_FAILURE(c.insert(kSell, 501, 1002.5, 2));
+  EXPECT_EQ(c.book.regrids(), 0u);
+  ASSERT_NO_FATAL_FAILURE(c.remove(kBuy, 37));
+  ASSERT_NO_FATAL_FAILURE(c.check("deltas"));
+}
+
 // A partial with no grid (a price with more than 12 decimals) or a price too large for the grid
 // keeps the book in the sorted tiers; so does a book built without a partial.
 TEST(OrderBook, PricesWithoutAGridStayInTheSortedTiers) {
