@@ -958,26 +958,33 @@ bool OrderBook::find_grid() noexcept {
       equal |= k[i] == k[i - 1];
     if (equal) return false;
   }
-  const auto sampled = [](size_t i, size_t n) { return i < 8 || i + 8 >= n || i % 16 == 0; };
-  for (const bool sample : {true, false}) {
+  // Calls f(key) for the sample (the 8 lowest and 8 highest keys of each side, and every 16th) or,
+  // with `all`, for every key.
+  const auto each = [this](bool all, auto f) {
+    for (unsigned side = 0; side < 2; ++side) {
+      const double* k = deep_[side].keys();
+      const size_t n = deep_[side].size();
+      const size_t stride = all ? 1 : 16;
+      for (size_t i = 0; i < n; i += stride)
+        f(k[i]);
+      if (all) continue;
+      for (size_t i = 0; i < std::min<size_t>(8, n); ++i) {
+        f(k[i]);
+        f(k[n - 1 - i]);
+      }
+    }
+  };
+  for (const bool all : {false, true}) {
     double scale = 1;
-    for (unsigned side = 0; side < 2; ++side) {
-      const auto& deep = deep_[side];
-      for (size_t i = 0; i < deep.size(); ++i) {
-        if (sample && !sampled(i, deep.size())) continue;
-        scale = scale_for(deep.keys()[i], scale);
-        if (scale == 0) return false;
-      }
-    }
+    each(all, [&](double key) {
+      if (scale != 0) scale = scale_for(key, scale);
+    });
+    if (scale == 0) return false;
     uint64_t step = 0;  // the grid includes 0, so that the asks' negated keys lie on it too
-    for (unsigned side = 0; side < 2; ++side) {
-      const auto& deep = deep_[side];
-      for (size_t i = 0; i < deep.size(); ++i) {
-        if (sample && !sampled(i, deep.size())) continue;
-        const auto n = static_cast<uint64_t>(round_to_int(std::fabs(deep.keys()[i]) * scale));
-        if (step == 0 || n % step != 0) step = std::gcd(step, n);
-      }
-    }
+    each(all, [&](double key) {
+      const auto n = static_cast<uint64_t>(round_to_int(std::fabs(key) * scale));
+      if (step == 0 || n % step != 0) step = std::gcd(step, n);
+    });
     scale_ = scale;
     step_ = step == 0 ? 1 : static_cast<int64_t>(step);
     mul_ = scale_ / static_cast<double>(step_);
