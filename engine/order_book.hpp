@@ -378,15 +378,18 @@ class OrderBook {
 
   // Where the last insert put its level, or where the last remove took it from, as a depth
   // (0 = the best level), for a publisher that keeps its own sorted copy of each side and would
-  // otherwise search it. It comes free with the operation's own search; kNoDepth after an update
-  // (which finds its level without a search) and a partial's bulk insert. O(1).
+  // otherwise search it. In the sorted tiers it comes free with the operation's own search (O(1));
+  // in a price ladder it is counted when asked, from the bitmap words between the level's tick and
+  // the best (a popcount a word, 64 words at most). kNoDepth after an update (which finds its
+  // level without a search) and a partial's bulk insert. Valid until the next change of the book.
   static constexpr uint32_t kNoDepth = UINT32_MAX;
   [[nodiscard]] uint32_t depth_hint() const noexcept {
     return hint_ladder_ ? ladder_[hint_side_].rank(hint_tick_) : depth_hint_;
   }
   // Depth of level (side, id) when it is among the 64 best of its side, else kNoDepth (also when
-  // the book does not hold it). One index probe and one branch-free pass over the 64 best keys;
-  // no allocation. For an update, whose own lookup does not learn the depth.
+  // the book does not hold it). One index probe, then one branch-free pass over the 64 best keys
+  // (sorted tiers) or a count of bitmap words (price ladder); no allocation. For an update, whose
+  // own lookup does not learn the depth.
   [[nodiscard]] uint32_t depth_of(Side side, uint64_t id) const noexcept;
 
   // The price of level (side, id), or 0 when the book does not hold it. No allocation.
@@ -394,7 +397,7 @@ class OrderBook {
 
   // Best-first access; i = 0 is the best level. Precondition: i < depth(side). References stay
   // valid until the next change of the book. level() is O(1) in the sorted tiers and counts bits
-  // (at most 16 words) in a price ladder: tools and dumps, not the hot path.
+  // in a price ladder (a popcount a word, 64 words at most): tools and dumps, not the hot path.
   [[nodiscard]] uint32_t depth(Side side) const noexcept {
     const unsigned s = index(side);
     return static_cast<uint32_t>((grid_ ? ladder_[s].count() : top_[s].size()) + deep_[s].size());
