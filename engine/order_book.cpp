@@ -850,21 +850,31 @@ void OrderBook::place_off_grid(unsigned side, uint32_t slot, double key) noexcep
   }
 }
 
+// The ladder's levels to the back of the deep tier, lowest first (in order when every ladder level
+// is above the deep tier's levels), and the ladder emptied.
+void OrderBook::pour_ladder(unsigned side) noexcept {
+  auto& deep = deep_[side];
+  ladder_[side].for_each([&](int64_t t, uint32_t slot) { deep.push_back(key_of_tick(t), slot); });
+  ladder_[side].reset(0);
+}
+
+// The sorted tiers' invariant from a deep tier holding the whole side: its best kTopFill levels
+// (or all) move to the empty top tier.
+void OrderBook::fill_top(unsigned side) noexcept {
+  auto& deep = deep_[side];
+  const size_t fill = std::min(kTopFill, deep.size());
+  for (size_t i = 0; i < fill; ++i) {
+    double key;
+    const uint32_t slot = deep.pop_back(key);
+    top_[side].push_front(key, slot);
+  }
+}
+
 void OrderBook::leave_grid() noexcept {
   if (!grid_) return;
   for (unsigned side = 0; side < 2; ++side) {
-    auto& l = ladder_[side];
-    auto& deep = deep_[side];
-    auto& top = top_[side];
-    // Lowest first: every ladder level is above the deep tier's levels.
-    l.for_each([&](int64_t t, uint32_t slot) { deep.push_back(key_of_tick(t), slot); });
-    l.reset(0);
-    const size_t fill = std::min(kTopFill, deep.size());
-    for (size_t i = 0; i < fill; ++i) {
-      double key;
-      const uint32_t slot = deep.pop_back(key);
-      top.push_front(key, slot);
-    }
+    pour_ladder(side);
+    fill_top(side);
   }
   grid_ = false;
 }
@@ -883,12 +893,7 @@ void OrderBook::enter_grid() noexcept {
   for (unsigned side = 0; side < 2; ++side) {
     auto& deep = deep_[side];
     if (!grid_) {
-      const size_t fill = std::min(kTopFill, deep.size());
-      for (size_t i = 0; i < fill; ++i) {
-        double key;
-        const uint32_t slot = deep.pop_back(key);
-        top_[side].push_front(key, slot);
-      }
+      fill_top(side);
       continue;
     }
     auto& l = ladder_[side];
@@ -1054,11 +1059,7 @@ void OrderBook::finish_bulk() {
     auto& deep = deep_[side];
     double key;
     // Levels from before the bulk (none after clear()): sorted with it.
-    if (grid_) {
-      ladder_[side].for_each(
-          [&](int64_t t, uint32_t slot) { deep.push_back(key_of_tick(t), slot); });
-      ladder_[side].reset(0);
-    }
+    if (grid_) pour_ladder(side);
     while (!top.empty()) {
       const uint32_t slot = top.pop_back(key);
       deep.push_back(key, slot);

@@ -547,6 +547,8 @@ class OrderBook {
   [[gnu::noinline]] void slide_down(unsigned side) noexcept;
   // Every level into the sorted tiers (top_ filled from deep_). O(levels), no allocation.
   void leave_grid() noexcept;
+  void pour_ladder(unsigned side) noexcept;  // ladder_ -> back of deep_, ladder_ emptied
+  void fill_top(unsigned side) noexcept;     // the best kTopFill levels of deep_ -> empty top_
   // From the sorted tiers onto the finest grid that holds every level, when there is one (distinct
   // prices, at most 12 decimals). O(levels), no allocation.
   void enter_grid() noexcept;
