@@ -470,12 +470,15 @@ int main(int argc, char** argv) {
   // Where inserts and deletes land (the depth the book's own search found), counted on a copy of
   // the books, untimed: what a search limited to the best few levels could cover.
   std::array<std::array<uint64_t, 3>, 2> depths{};  // [insert, delete][best 8, 8-63, deeper]
-  size_t books_total = 0, on_grid_before = 0, on_grid_after = 0;
+  size_t books_total = 0, on_grid_before = 0, on_grid_after = 0, linear_before = 0,
+         linear_after = 0;
   uint64_t regrids = 0, inserts = 0, ladder_inserts = 0;
   for (const Workload& s : w.recorded) {
     std::vector<OrderBook> books = s.initial;
-    for (const OrderBook& b : books)
+    for (const OrderBook& b : books) {
       on_grid_before += b.on_grid();
+      linear_before += b.ids_encode_prices();
+    }
     for (const Op& op : s.ops) {
       OrderBook& b = books[op.book];
       if (op.action == Action::kInsert) {
@@ -497,6 +500,7 @@ int main(int argc, char** argv) {
     for (const OrderBook& b : books) {
       ++books_total;
       on_grid_after += b.on_grid();
+      linear_after += b.ids_encode_prices();
       regrids += b.regrids();
     }
   }
@@ -509,6 +513,11 @@ int main(int argc, char** argv) {
           std::to_string(regrids) + " finer grids found); " +
           std::to_string(100 * ladder_inserts / std::max<uint64_t>(1, inserts)) +
           "% of inserts land in a price ladder");
+  // Which books find their levels from their ids (the 2021 encoding) instead of the index.
+  benchmark::AddCustomContext("books whose ids encode their prices",
+                              std::to_string(linear_before) + " of " + std::to_string(books_total) +
+                                  " after their partials, " + std::to_string(linear_after) +
+                                  " after the deltas");
   for (int a = 0; a < 2; ++a) {
     const double n = static_cast<double>(depths[a][0] + depths[a][1] + depths[a][2]);
     char line[160];

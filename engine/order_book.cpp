@@ -403,6 +403,7 @@ void OrderBook::clear() noexcept {
     ladder_[side].reset(0);
   }
   grid_ = false;
+  linear_ = false;
   set_hint(kNoDepth);
   for (size_t b = 0; b < buckets_.size(); ++b)
     std::fill(buckets_[b].tag, buckets_[b].tag + 4, kFreeTag);
@@ -523,27 +524,26 @@ BMX_HOT_INLINE uint64_t OrderBook::find(unsigned side, uint64_t id) const noexce
 
 uint32_t OrderBook::depth_of(Side side, uint64_t id) const noexcept {
   const unsigned s = index(side);
-  const uint64_t at = find(s, id);
-  if (at == kNotFound) return kNoDepth;
-  const Bucket& cell = buckets_[at >> 2];
+  uint32_t slot;
+  double key;
+  if (!lookup(s, id, slot, key)) return kNoDepth;
   if (grid_) {
     const auto& l = ladder_[s];
-    const double key = cell.key[at & 3];
     const int64_t t = grid_tick(key);
     size_t d = kNoDepth;
     if (t >= l.lo()) {
       d = l.rank(t);
     } else if (l.count() < kTopMin) {
       const auto& deep = deep_[s];
-      d = l.count() + deep.size() - 1 - deep.find(key, cell.slot[at & 3]);
+      d = l.count() + deep.size() - 1 - deep.find(key, slot);
     }
     return d < kTopMin ? static_cast<uint32_t>(d) : kNoDepth;
   }
   const auto& top = top_[s];
   const size_t n = top.size();
-  const size_t at_or_above = top.count_top<false>(cell.key[at & 3]);  // the level itself included
+  const size_t at_or_above = top.count_top<false>(key);  // the level itself included
   const size_t pos = n - at_or_above;
-  return at_or_above - 1 < kTopMin && pos < n && top.slots()[pos] == cell.slot[at & 3]
+  return at_or_above - 1 < kTopMin && pos < n && top.slots()[pos] == slot
              ? static_cast<uint32_t>(at_or_above - 1)
              : kNoDepth;
 }
@@ -557,8 +557,18 @@ const BookLevel& OrderBook::level(Side side, uint32_t i) const noexcept {
 }
 
 double OrderBook::level_price(Side side, uint64_t id) const noexcept {
-  const uint64_t cell = find(index(side), id);
-  return cell == kNotFound ? 0 : pool_[buckets_[cell >> 2].slot[cell & 3]].price;
+  uint32_t slot;
+  double key;
+  return lookup(index(side), id, slot, key) ? pool_[slot].price : 0;
+}
+
+bool OrderBook::lookup(unsigned side, uint64_t id, uint32_t& slot, double& key) const noexcept {
+  if (linear_) return locate(side, id, slot, key);
+  const uint64_t at = find(side, id);
+  if (at == kNotFound) return false;
+  slot = buckets_[at >> 2].slot[at & 3];
+  key = buckets_[at >> 2].key[at & 3];
+  return true;
 }
 
 // A free cell in a bucket that had one already changes no probe sequence (nothing probed past the
@@ -766,6 +776,12 @@ BMX_HOT_INLINE void OrderBook::place_ladder(unsigned side, uint32_t slot, double
     place_off_grid(side, slot, key);
     return;
   }
+  place_tick(side, slot, key, t);
+}
+
+BMX_HOT_INLINE void OrderBook::place_tick(unsigned side, uint32_t slot, double key,
+                                          int64_t t) noexcept {
+  auto& l = ladder_[side];
   if (!l.within(t)) [[unlikely]] {
     if (t < l.lo() && !l.empty()) {  // below the window
       auto& deep = deep_[side];
@@ -841,6 +857,7 @@ void OrderBook::slide_down(unsigned side) noexcept {
 // after a partial at most (kRegridBudget bounds it); after that the book stays in the sorted
 // tiers until its next partial. No allocation.
 void OrderBook::place_off_grid(unsigned side, uint32_t slot, double key) noexcept {
+  assert(!linear_);  // insert_linear checks the tick first; a moving update leaves linear_ first
   ++regrids_;
   leave_grid();
   place_sorted(side, slot, key);
@@ -1024,6 +1041,12 @@ OrderBook::Result OrderBook::insert_slow(unsigned side, uint64_t id, double pric
 OrderBook::Result OrderBook::insert(Side side, uint64_t id, double price, int64_t size,
                                     double& old_price) {
   const unsigned s = index(side);
+  if (linear_) {
+    Result r;
+    if (insert_linear(s, id, price, size, old_price, r)) [[likely]] {
+      return r;
+    }
+  }
   const Probe p = probe(s, id);
   if (p.found) [[unlikely]] {
     update(side, id, size, true, price, old_price);
@@ -1039,6 +1062,7 @@ OrderBook::Result OrderBook::insert(Side side, uint64_t id, double price, int64_
 OrderBook::Result OrderBook::bulk_insert(Side side, uint64_t id, double price, int64_t size,
                                          double& old_price) {
   const unsigned s = index(side);
+  if (linear_) leave_linear();  // a partial clear()s first; this is a bulk onto a live book
   const Probe p = probe(s, id);
   if (p.found) {  // repeated level inside one partial: the last one wins (finish_bulk sorts)
     old_price = key_of(s, key_at(p.cell));
@@ -1070,11 +1094,25 @@ void OrderBook::finish_bulk() {
   regrid_budget_ = kRegridBudget;
   set_hint(kNoDepth);
   enter_grid();
+  linear_ = grid_ && learn_linear();
 }
 
 OrderBook::Result OrderBook::update(Side side, uint64_t id, int64_t size, bool has_price,
                                     double price, double& old_price) {
   const unsigned s = index(side);
+  if (linear_) {
+    uint32_t slot;
+    double key;
+    if (!locate(s, id, slot, key)) return Result::kUnknownLevel;
+    if (has_price && key_of(s, price) != key) [[unlikely]] {  // a move: not in the encoding
+      leave_linear();
+      return update(side, id, size, has_price, price, old_price);
+    }
+    pool_[slot].size = size;  // the only line read or written: the level's
+    old_price = key_of(s, key);
+    set_hint(kNoDepth);
+    return Result::kOk;
+  }
   const uint64_t at = find(s, id);
   if (at == kNotFound) return Result::kUnknownLevel;
   const uint32_t slot = slot_at(at);
@@ -1100,6 +1138,15 @@ void OrderBook::move_level(unsigned side, uint64_t cell, double price) noexcept 
 
 OrderBook::Result OrderBook::remove(Side side, uint64_t id, double& old_price) noexcept {
   const unsigned s = index(side);
+  if (linear_) {  // the tick from the id: no index line, no pool line
+    uint32_t slot;
+    double key;
+    if (!locate(s, id, slot, key)) return Result::kUnknownLevel;
+    old_price = key_of(s, key);
+    unplace(s, slot, key);
+    free_[free_count_++] = slot;
+    return Result::kOk;
+  }
   const uint64_t at = find(s, id);
   if (at == kNotFound) return Result::kUnknownLevel;
   const uint32_t slot = slot_at(at);
@@ -1109,6 +1156,121 @@ OrderBook::Result OrderBook::remove(Side side, uint64_t id, double& old_price) n
   free_[free_count_++] = slot;
   index_erase(at);
   return Result::kOk;
+}
+
+// ---- The 2021 id encoding ----
+
+namespace {
+constexpr int64_t kMaxLinearId = int64_t{1} << 50;  // see OrderBook::linear_
+constexpr int64_t kMaxIdStep = int64_t{1} << 20;
+}  // namespace
+
+BMX_HOT_INLINE bool OrderBook::tick_of_id(unsigned side, uint64_t id, int64_t& t) const noexcept {
+  if (id >= static_cast<uint64_t>(kMaxLinearId)) return false;
+  const int64_t d = id_base_ - static_cast<int64_t>(id);  // |d| < 2^51: exact in a double
+  // d / id_step_ by a multiplication: |d| < 2^51 keeps its error under 1/2, so the rounded
+  // quotient is right whenever the division is exact, which the product then checks.
+  const int64_t tp = round_to_int(static_cast<double>(d) * inv_id_step_);
+  if (!((tp * id_step_ == d) & (tp > 0) & (tp <= max_tick_))) return false;
+  t = side == 0 ? tp : -tp;  // asks' keys are negated prices
+  return true;
+}
+
+BMX_HOT_INLINE bool OrderBook::locate(unsigned side, uint64_t id, uint32_t& slot,
+                                      double& key) const noexcept {
+  int64_t t;
+  if (!tick_of_id(side, id, t)) return false;
+  const auto& l = ladder_[side];
+  if (l.within(t)) [[likely]] {
+    if (!l.occupied(t)) return false;
+    slot = l.slot_at(t);
+    key = key_of_tick(t);
+    return true;
+  }
+  if (t >= l.lo() || l.empty()) return false;  // above the window, or an empty side
+  key = key_of_tick(t);  // the deep tier's keys are exactly these (they passed tick_of)
+  const auto& deep = deep_[side];
+  const size_t pos = deep.bound<false>(key);
+  if (pos == deep.size() || deep.keys()[pos] != key) return false;
+  slot = deep.slots()[pos];  // one level per tick: no equal prices on the grid
+  return true;
+}
+
+BMX_HOT_INLINE bool OrderBook::insert_linear(unsigned side, uint64_t id, double price, int64_t size,
+                                             double& old_price, Result& result) noexcept {
+  const double key = key_of(side, price);
+  int64_t t, at;
+  if (!tick_of(key, t) || !tick_of_id(side, id, at) || at != t || free_count_ == 0) [[unlikely]] {
+    leave_linear();
+    return false;
+  }
+  uint32_t slot;
+  double held;
+  if (locate(side, id, slot, held)) [[unlikely]] {  // held at this very price: a replacement
+    pool_[slot].size = size;
+    old_price = price;
+    set_hint(kNoDepth);
+    result = Result::kDuplicateInsert;
+    return true;
+  }
+  slot = free_[--free_count_];
+  pool_[slot] = BookLevel{price, size, id};
+  place_tick(side, slot, key, t);
+  result = Result::kOk;
+  return true;
+}
+
+// Once the partial's levels are on the grid: the rule id = base - step * tick from two levels of
+// different ticks, then checked on every level of both sides. O(levels), no allocation.
+bool OrderBook::learn_linear() noexcept {
+  int64_t t0 = 0, id0 = 0, t1 = 0, id1 = 0;
+  int found = 0;
+  const auto sample = [&](unsigned side, int64_t t, uint32_t slot) {
+    const int64_t tp = side == 0 ? t : -t;
+    const uint64_t id = pool_[slot].id;
+    if (found == 2 || id >= static_cast<uint64_t>(kMaxLinearId)) return;  // checked below
+    if (found == 0) {
+      t0 = tp;
+      id0 = static_cast<int64_t>(id);
+      found = 1;
+    } else if (tp != t0) {
+      t1 = tp;
+      id1 = static_cast<int64_t>(id);
+      found = 2;
+    }
+  };
+  for (unsigned side = 0; side < 2; ++side)
+    ladder_[side].for_each([&](int64_t t, uint32_t slot) { sample(side, t, slot); });
+  if (found < 2) return false;
+  const int64_t dt = t0 - t1;  // |dt| < 2^41, |id1 - id0| < 2^50
+  if ((id1 - id0) % dt != 0) return false;
+  const int64_t step = (id1 - id0) / dt;
+  if (step == 0 || step >= kMaxIdStep || step <= -kMaxIdStep) return false;
+  const int64_t base = id0 + step * t0;  // |step * t0| < 2^61
+  if (base >= kMaxLinearId || base <= -kMaxLinearId) return false;
+  id_base_ = base;
+  id_step_ = step;
+  inv_id_step_ = 1.0 / static_cast<double>(step);
+  max_tick_ = static_cast<int64_t>(kMaxUnits) / step_;
+  bool ok = true;
+  for (unsigned side = 0; side < 2; ++side) {
+    ladder_[side].for_each([&](int64_t t, uint32_t slot) {
+      int64_t at;
+      ok = ok && tick_of_id(side, pool_[slot].id, at) && at == t;
+    });
+    const auto& deep = deep_[side];
+    for (size_t i = 0; i < deep.size() && ok; ++i) {
+      int64_t at;
+      ok = tick_of_id(side, pool_[deep.slots()[i]].id, at) && at == grid_tick(deep.keys()[i]);
+    }
+  }
+  return ok;
+}
+
+void OrderBook::leave_linear() noexcept {
+  linear_ = false;
+  ++index_rebuilds_;
+  reindex();
 }
 
 }  // namespace bmx

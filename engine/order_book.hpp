@@ -35,6 +35,15 @@
 //   probe and one store into the pool: no search, no shift. A delete or a price move has the key
 //   in the index line it probed, so its search does not wait for the pool line; the pool only
 //   confirms the id, off the critical path.
+// - Before mid-2023 BitMEX derived a level's id from its price (id = 100000000 * symbol index -
+//   price / tick size), and its updates and deletes carried no price. When a partial's levels all
+//   follow such a rule on the book's grid (id = base - step * tick, learnt from two levels and
+//   checked on every one), the book finds a level by its id's tick instead, in the ladder (one
+//   cell) or the deep tier (a search by key), and does not keep the index at all: an operation
+//   reads no index line, and a delete not even the pool line. The first row that breaks the rule
+//   (an insert whose id does not match its price, an update that moves a price, growth) rebuilds
+//   the index from the levels, O(levels) once, and the book goes on as below until its next
+//   partial. Since 2023 ids are arbitrary: those books always use the index.
 //
 // The index hash keeps four consecutive ids in one bucket (2021 ids of adjacent ticks are often
 // consecutive, so the top of such a book lives in a few hot lines) and scatters the groups by
@@ -429,6 +438,11 @@ class OrderBook {
   [[nodiscard]] uint32_t ladder_levels(Side side) const noexcept {
     return grid_ ? ladder_[index(side)].count() : 0;
   }
+  // True while the book finds its levels from their ids' ticks, without its index (the 2021 id
+  // encoding, see above). For tests and benchmarks.
+  [[nodiscard]] bool ids_encode_prices() const noexcept { return linear_; }
+  // How often a row broke that encoding and the index was rebuilt (O(levels) each).
+  [[nodiscard]] uint64_t index_rebuilds() const noexcept { return index_rebuilds_; }
   // How often a price off the grid made the book find a finer grid or leave it (O(levels) each).
   [[nodiscard]] uint64_t regrids() const noexcept { return regrids_; }
   [[nodiscard]] uint32_t size() const noexcept { return depth(Side::kBuy) + depth(Side::kSell); }
@@ -541,6 +555,8 @@ class OrderBook {
     return static_cast<double>(t * step_) / scale_;
   }
   void place_ladder(unsigned side, uint32_t slot, double key) noexcept;
+  // place_ladder for a level known to be on the grid at tick t, in no occupied cell.
+  void place_tick(unsigned side, uint32_t slot, double key, int64_t t) noexcept;
   void unplace_ladder(unsigned side, uint32_t slot, double key) noexcept;
   [[gnu::noinline]] void place_off_grid(unsigned side, uint32_t slot, double key) noexcept;
   [[gnu::noinline]] void slide_up(unsigned side, int64_t t) noexcept;
@@ -553,6 +569,26 @@ class OrderBook {
   // prices, at most 12 decimals). O(levels), no allocation.
   void enter_grid() noexcept;
   [[nodiscard]] bool find_grid() noexcept;
+  // The 2021 id encoding (see above): while linear_, every level of either side has
+  // id = id_base_ - id_step_ * (its price's tick), and the index is not kept (rebuilt on leaving).
+  // Bounds: ids and |id_base_| below 2^50, |id_step_| below 2^20, ticks up to max_tick_
+  // (= 2^40 / step_: key_of_tick cannot overflow), so that every product below is exact.
+  [[nodiscard]] bool learn_linear() noexcept;
+  void leave_linear() noexcept;  // reindex(), O(levels)
+  // The key tick of (side, id) under the encoding; false for an id that no level can have.
+  [[nodiscard]] bool tick_of_id(unsigned side, uint64_t id, int64_t& t) const noexcept;
+  // Slot and key of level (side, id) found from its tick; false when the book does not hold it.
+  [[nodiscard]] bool locate(unsigned side, uint64_t id, uint32_t& slot, double& key) const noexcept;
+  // Slot and key of level (side, id) from the index or, while linear_, from its tick.
+  [[nodiscard]] bool lookup(unsigned side, uint64_t id, uint32_t& slot, double& key) const noexcept;
+  // insert() while linear_: false when the row breaks the encoding or the book is full (the book
+  // has then left it, and the caller goes on with the index).
+  [[nodiscard]] bool insert_linear(unsigned side, uint64_t id, double price, int64_t size,
+                                   double& old_price, Result& result) noexcept;
+  bool linear_ = false;
+  int64_t id_base_ = 0, id_step_ = 0, max_tick_ = 0;
+  double inv_id_step_ = 0;
+  uint64_t index_rebuilds_ = 0;
   book_detail::PriceLadder ladder_[2];
   double scale_ = 1, mul_ = 1, max_key_ = 0;
   int64_t step_ = 1;

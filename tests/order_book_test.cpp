@@ -932,6 +932,147 @@ TEST(OrderBook, PricesWithoutAGridStayInTheSortedTiers) {
   EXPECT_FALSE(c.on_grid());
 }
 
+// ---- The 2021 id encoding
+// ------------------------------------------------------------------------
+
+// XBTUSD before 2023: id = 100000000 * 88 - price / 0.01, prices on a grid of 0.5.
+uint64_t xbt_id(double price) {
+  return 8800000000ull - static_cast<uint64_t>(price * 100);
+}
+
+// A partial of `n` bids from 30000 down and `n` asks from 30000.5 up, every tick, with the 2021
+// ids, plus `far` bids from 27000 down (6000 ticks below the best: the deep tier).
+void xbt_partial(Checked& c, int n, int far) {
+  for (int i = 0; i < n; ++i) {
+    const double bid = 30000.0 - 0.5 * i, ask = 30000.5 + 0.5 * i;
+    ASSERT_EQ(c.book.bulk_insert(kBuy, xbt_id(bid), bid, 100 + i), Result::kOk);
+    ASSERT_EQ(c.book.bulk_insert(kSell, xbt_id(ask), ask, 200 + i), Result::kOk);
+    c.ref[0][xbt_id(bid)] = {bid, 100 + i};
+    c.ref[1][xbt_id(ask)] = {ask, 200 + i};
+  }
+  for (int i = 0; i < far; ++i) {
+    const double bid = 27000.0 - 0.5 * i;
+    ASSERT_EQ(c.book.bulk_insert(kBuy, xbt_id(bid), bid, 7), Result::kOk);
+    c.ref[0][xbt_id(bid)] = {bid, 7};
+  }
+  c.book.finish_bulk();
+}
+
+// Ids that encode their prices: every row without a price still reaches its level (in the ladder
+// and in the deep tier), ids that no level has are unknown, a repeated insert replaces, and the
+// book never needs its index.
+TEST(OrderBook, IdsThatEncodePricesFindTheirLevelsWithoutTheIndex) {
+  Checked c(1024);
+  ASSERT_NO_FATAL_FAILURE(xbt_partial(c, 200, 5));
+  ASSERT_TRUE(c.book.on_grid());
+  ASSERT_TRUE(c.book.ids_encode_prices());
+  ASSERT_NO_FATAL_FAILURE(c.check("partial"));
+  EXPECT_EQ(c.book.level_price(kBuy, xbt_id(29990.0)), 29990.0);
+  EXPECT_EQ(c.book.level_price(kBuy, xbt_id(26999.0)), 26999.0);
+  EXPECT_EQ(c.book.level_price(kSell, xbt_id(29990.0)), 0.0) << "no such ask";
+  EXPECT_EQ(c.book.depth_of(kBuy, xbt_id(30000.0)), 0u);
+  EXPECT_EQ(c.book.depth_of(kSell, xbt_id(30002.5)), 4u);
+  // Updates and deletes as 2021 sent them: no price.
+  ASSERT_NO_FATAL_FAILURE(c.update(kBuy, xbt_id(30000.0), 55, false, 0));
+  ASSERT_NO_FATAL_FAILURE(c.update(kBuy, xbt_id(26998.5), 66, false, 0));  // deep tier
+  ASSERT_NO_FATAL_FAILURE(c.remove(kBuy, xbt_id(26999.5)));                // deep tier
+  ASSERT_NO_FATAL_FAILURE(c.remove(kSell, xbt_id(30000.5)));               // the best ask
+  ASSERT_NO_FATAL_FAILURE(c.remove(kBuy, xbt_id(29950.0)));
+  ASSERT_NO_FATAL_FAILURE(c.check("deltas"));
+  // Ids no level has: an empty tick in the window, one below every level, one above the best, one
+  // between two ticks, one far outside any price, and the largest id.
+  for (const uint64_t id : {xbt_id(29950.0), xbt_id(20000.0), xbt_id(31000.0), xbt_id(29990.0) + 1,
+                            uint64_t{5}, uint64_t{UINT64_MAX}}) {
+    EXPECT_EQ(c.book.remove(kBuy, id), Result::kUnknownLevel) << id;
+    EXPECT_EQ(c.book.update(kBuy, id, 1, false, 0), Result::kUnknownLevel) << id;
+  }
+  EXPECT_EQ(c.book.remove(kSell, xbt_id(30000.5)), Result::kUnknownLevel) << "deleted above";
+  ASSERT_NO_FATAL_FAILURE(c.check("unknown ids changed nothing"));
+  // Inserts in the encoding: into a gap, above the best bid, far below every level.
+  ASSERT_NO_FATAL_FAILURE(c.insert(kBuy, xbt_id(29950.0), 29950.0, 9));
+  ASSERT_NO_FATAL_FAILURE(c.insert(kSell, xbt_id(30000.5), 30000.5, 8));
+  ASSERT_NO_FATAL_FAILURE(c.insert(kBuy, xbt_id(20000.0), 20000.0, 3));
+  ASSERT_NO_FATAL_FAILURE(c.check("inserts"));
+  // The same level again: replaced, reported.
+  double old_price = 0;
+  EXPECT_EQ(c.book.insert(kBuy, xbt_id(20000.0), 20000.0, 4, old_price), Result::kDuplicateInsert);
+  EXPECT_EQ(old_price, 20000.0);
+  c.ref[0][xbt_id(20000.0)].second = 4;
+  ASSERT_NO_FATAL_FAILURE(c.remove(kBuy, xbt_id(20000.0)));
+  ASSERT_NO_FATAL_FAILURE(c.check("replaced, then deleted"));
+  EXPECT_TRUE(c.book.ids_encode_prices());
+  EXPECT_EQ(c.book.index_rebuilds(), 0u);
+}
+
+// Every row that breaks the encoding (an id that does not match its price, an update to a new
+// price, a book that must grow) makes the book rebuild its index and go on exactly, levels added
+// without the index included.
+TEST(OrderBook, ARowThatBreaksTheIdEncodingRebuildsTheIndexAndLosesNothing) {
+  {
+    Checked c(1024);
+    ASSERT_NO_FATAL_FAILURE(xbt_partial(c, 100, 3));
+    ASSERT_NO_FATAL_FAILURE(c.insert(kBuy, xbt_id(29900.0), 29900.0, 1));  // in the encoding
+    ASSERT_TRUE(c.book.ids_encode_prices());
+    ASSERT_NO_FATAL_FAILURE(c.insert(kBuy, 12345, 29800.0, 2));  // not
+    EXPECT_FALSE(c.book.ids_encode_prices());
+    EXPECT_EQ(c.book.index_rebuilds(), 1u);
+    ASSERT_NO_FATAL_FAILURE(c.check("left the encoding"));
+    ASSERT_NO_FATAL_FAILURE(c.update(kBuy, xbt_id(29900.0), 5, false, 0));
+    ASSERT_NO_FATAL_FAILURE(c.remove(kBuy, xbt_id(26999.5)));
+    ASSERT_NO_FATAL_FAILURE(c.remove(kBuy, 12345));
+    ASSERT_NO_FATAL_FAILURE(c.remove(kSell, xbt_id(30010.0)));
+    ASSERT_NO_FATAL_FAILURE(c.check("through the index"));
+    // The next partial learns the encoding again.
+    c.book.clear();
+    c.ref[0].clear();
+    c.ref[1].clear();
+    ASSERT_NO_FATAL_FAILURE(xbt_partial(c, 50, 0));
+    EXPECT_TRUE(c.book.ids_encode_prices());
+    ASSERT_NO_FATAL_FAILURE(c.check("new partial"));
+  }
+  {
+    Checked c(1024);
+    ASSERT_NO_FATAL_FAILURE(xbt_partial(c, 100, 3));
+    ASSERT_NO_FATAL_FAILURE(c.update(kSell, xbt_id(30010.0), 9, true, 30100.0));  // moves
+    EXPECT_FALSE(c.book.ids_encode_prices());
+    ASSERT_NO_FATAL_FAILURE(c.check("moved"));
+    ASSERT_NO_FATAL_FAILURE(c.remove(kSell, xbt_id(30010.0)));
+    ASSERT_NO_FATAL_FAILURE(c.check("moved, then deleted"));
+  }
+  {
+    Checked c(64);  // the partial fills it
+    ASSERT_NO_FATAL_FAILURE(xbt_partial(c, 32, 0));
+    ASSERT_TRUE(c.book.ids_encode_prices());
+    ASSERT_NO_FATAL_FAILURE(c.insert(kBuy, xbt_id(29000.0), 29000.0, 1));
+    EXPECT_TRUE(c.book.grew());
+    EXPECT_FALSE(c.book.ids_encode_prices());
+    ASSERT_NO_FATAL_FAILURE(c.remove(kBuy, xbt_id(30000.0)));
+    ASSERT_NO_FATAL_FAILURE(c.check("grown"));
+  }
+}
+
+// Partials whose ids follow no such rule keep the index: arbitrary ids, one id out of line, a
+// single level (no rule can be learnt from one).
+TEST(OrderBook, PartialsWhoseIdsDoNotEncodeTheirPricesKeepTheIndex) {
+  OrderBook a(256);
+  std::mt19937_64 rng(7);
+  for (int i = 0; i < 20; ++i)
+    ASSERT_EQ(a.bulk_insert(kBuy, rng(), 100.0 - i, 1), Result::kOk);
+  a.finish_bulk();
+  EXPECT_TRUE(a.on_grid());
+  EXPECT_FALSE(a.ids_encode_prices());
+  OrderBook b(256);
+  for (int i = 0; i < 20; ++i)
+    ASSERT_EQ(b.bulk_insert(kSell, xbt_id(30000.0 + i) + (i == 13), 30000.0 + i, 1), Result::kOk);
+  b.finish_bulk();
+  EXPECT_FALSE(b.ids_encode_prices());
+  ASSERT_EQ(b.remove(kSell, xbt_id(30013.0) + 1), Result::kOk);
+  OrderBook d(256);
+  ASSERT_EQ(d.bulk_insert(kBuy, xbt_id(30000.0), 30000.0, 1), Result::kOk);
+  d.finish_bulk();
+  EXPECT_FALSE(d.ids_encode_prices());
+}
+
 // ---- The index against pathological ids
 // ----------------------------------------------------------
 
