@@ -11,7 +11,9 @@
 //   throughput the producer publishing as fast as it can with 0 readers, then with N spinning
 //              readers: readers must not slow it down. Readers spin as reader.hpp recommends
 //              (shm::idle_pause() when a poll finds nothing); the same runs without the pause are
-//              printed too, to show what the hint buys.
+//              printed too, to show what the hint buys. Measured in --rounds rounds, each running
+//              the three back to back (in a rotating order), so that the ratios compare runs a
+//              fraction of a second apart; medians over the rounds.
 //
 // Processes are pinned: the producer to the first --cpus entry, readers to the next ones (wrapping
 // when there are fewer cores than processes, which the report then says).
@@ -96,6 +98,7 @@ struct Options {
   int64_t gap_ns = 2000;
   std::vector<int> cpus;
   uint64_t throughput_records = 2000000;
+  int rounds = 5;
 };
 
 int cpu_of(const Options& o, size_t i) {
@@ -261,6 +264,9 @@ int run(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--throughput-records", o.throughput_records, "Records per throughput measurement")
       ->capture_default_str();
+  app.add_option("--rounds", o.rounds, "Rounds of the throughput measurement (medians reported)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
   app.add_option("--cpus", cpus,
                  "Comma-separated cores: producer first, then readers "
                  "(default: every core this process may use)");
@@ -297,19 +303,43 @@ int run(int argc, char** argv) {
              floor.p50 ? static_cast<double>(r1.latency.p50) / static_cast<double>(floor.p50) : 0);
   const RingRun rb = ring(one, 1, o.records, o.gap_ns, true, false);
   print_row("ring: 1 reader, no idle_pause", rb.latency);
-  const RingRun t0 = ring(o, 0, o.throughput_records, 0, false);
-  const RingRun tn = ring(o, o.readers, o.throughput_records, 0, false);
-  const RingRun tb = ring(o, o.readers, o.throughput_records, 0, false, false);
-  const double rate0 = static_cast<double>(o.throughput_records) / t0.seconds;
-  const double raten = static_cast<double>(o.throughput_records) / tn.seconds;
-  const double rateb = static_cast<double>(o.throughput_records) / tb.seconds;
+  // Throughput in rounds: 0 readers, N readers, N readers without the pause, in an order that
+  // rotates, so that each round's ratios compare runs moments apart.
+  std::vector<double> r0, rn_, rb_, ratio_n, ratio_b;
+  uint64_t lost_n = 0, lost_b = 0;
+  const auto rate = [&](const RingRun& run) {
+    return static_cast<double>(o.throughput_records) / run.seconds;
+  };
+  for (int round = 0; round < o.rounds; ++round) {
+    double got[3] = {0, 0, 0};
+    for (int k = 0; k < 3; ++k) {
+      const int which = (k + round) % 3;
+      const RingRun run =
+          ring(o, which == 0 ? 0 : o.readers, o.throughput_records, 0, false, which != 2);
+      got[which] = rate(run);
+      if (which == 1) lost_n += run.lost;
+      if (which == 2) lost_b += run.lost;
+    }
+    r0.push_back(got[0]);
+    rn_.push_back(got[1]);
+    rb_.push_back(got[2]);
+    ratio_n.push_back(got[1] / got[0]);
+    ratio_b.push_back(got[2] / got[0]);
+  }
+  const auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const size_t n = v.size();
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+  };
+  const auto [lo, hi] = std::minmax_element(ratio_n.begin(), ratio_n.end());
   fmt::print(
-      "producer throughput: {:.1f} M records/s with 0 readers, {:.1f} M/s with {} readers "
-      "({:.2f}x, goal >= 0.95x); readers lapped for {} records\n",
-      rate0 / 1e6, raten / 1e6, o.readers, raten / rate0, tn.lost);
+      "producer throughput (medians of {} rounds): {:.1f} M records/s with 0 readers, {:.1f} M/s "
+      "with {} readers ({:.2f}x, rounds {:.2f}x-{:.2f}x, goal >= 0.95x); readers lapped for {} "
+      "records\n",
+      o.rounds, median(r0) / 1e6, median(rn_) / 1e6, o.readers, median(ratio_n), *lo, *hi, lost_n);
   fmt::print(
       "  the same {} readers without idle_pause: {:.1f} M/s ({:.2f}x); lapped for {} records\n",
-      o.readers, rateb / 1e6, rateb / rate0, tb.lost);
+      o.readers, median(rb_) / 1e6, median(ratio_b), lost_b);
   return 0;
 }
 
