@@ -298,6 +298,23 @@ struct Replayer {
   }
 };
 
+// One pass of every replayer, what they report summed into `sum`. False, with the benchmark
+// skipped and the reason given, when a pass did not do exactly the recorded work.
+bool replay_all(benchmark::State& state, std::vector<Replayer>& replayers, bool time_deltas,
+                Replayer::Pass& sum) {
+  for (Replayer& r : replayers) {
+    const Replayer::Pass p = r.replay(time_deltas);
+    sum.delta_seconds += p.delta_seconds;
+    sum.delta_allocs += p.delta_allocs;
+    sum.allocs += p.allocs;
+    if (const char* why = r.check()) {
+      state.SkipWithError(why);
+      return false;
+    }
+  }
+  return true;
+}
+
 std::vector<Replayer> make_replayers(const Selection& sel, bool publish = false) {
   std::vector<Replayer> out;
   for (const Session* s : sel) {
@@ -315,31 +332,20 @@ void pipeline_deltas(benchmark::State& state, int which, bool publish) {
   const Selection sel = select(which);
   if (!usable(state, sel)) return;
   std::vector<Replayer> replayers = make_replayers(sel, publish);
-  uint64_t frames = 0, bytes = 0, cold_allocs = 0;
-  for (Replayer& r : replayers) {  // the first pass on a fresh engine: untimed
+  uint64_t frames = 0, bytes = 0;
+  for (const Replayer& r : replayers) {
     frames += r.session->delta_frames;
     bytes += r.session->delta_bytes;
-    cold_allocs += r.replay(true).delta_allocs;
-    if (const char* why = r.check()) {
-      state.SkipWithError(why);
-      return;
-    }
   }
+  Replayer::Pass cold;  // the first pass on a fresh engine: untimed
+  if (!replay_all(state, replayers, true, cold)) return;
+  const uint64_t cold_allocs = cold.delta_allocs;
   uint64_t allocs = 0;
   for (auto _ : state) {
-    double seconds = 0;
-    const char* why = nullptr;
-    for (Replayer& r : replayers) {
-      const Replayer::Pass p = r.replay(true);
-      seconds += p.delta_seconds;
-      allocs += p.delta_allocs;
-      if ((why = r.check()) != nullptr) break;
-    }
-    if (why != nullptr) {
-      state.SkipWithError(why);
-      break;
-    }
-    state.SetIterationTime(seconds);
+    Replayer::Pass p;
+    if (!replay_all(state, replayers, true, p)) break;
+    allocs += p.delta_allocs;
+    state.SetIterationTime(p.delta_seconds);
   }
   report(state, frames, bytes);
   state.counters["allocs_per_frame"] =
@@ -371,31 +377,20 @@ void pipeline_over_floor(benchmark::State& state, int which, bool publish) {
   }
   std::vector<Replayer> replayers = make_replayers(sel, publish);
   uint64_t frames = 0, bytes = 0, failures = 0;
-  for (Replayer& r : replayers) {  // the first pass on a fresh engine: untimed
+  for (const Replayer& r : replayers) {
     frames += r.session->delta_frames;
     bytes += r.session->delta_bytes;
-    r.replay(true);
-    if (const char* why = r.check()) {
-      state.SkipWithError(why);
-      return;
-    }
   }
+  Replayer::Pass cold;  // the first pass on a fresh engine: untimed
+  if (!replay_all(state, replayers, true, cold)) return;
   Sink sink;
   double floor_seconds = 0, pipeline_seconds = 0;
   for (auto _ : state) {
     floor_seconds += floor_pass(parser, sel, sink, failures, true);
-    double seconds = 0;
-    const char* why = nullptr;
-    for (Replayer& r : replayers) {
-      seconds += r.replay(true).delta_seconds;
-      if ((why = r.check()) != nullptr) break;
-    }
-    if (why != nullptr) {
-      state.SkipWithError(why);
-      break;
-    }
-    pipeline_seconds += seconds;
-    state.SetIterationTime(seconds);
+    Replayer::Pass p;
+    if (!replay_all(state, replayers, true, p)) break;
+    pipeline_seconds += p.delta_seconds;
+    state.SetIterationTime(p.delta_seconds);
   }
   benchmark::DoNotOptimize(sink);
   if (failures) {
@@ -421,26 +416,17 @@ void BM_Pipeline_Session(benchmark::State& state, int which) {
   if (!usable(state, sel)) return;
   std::vector<Replayer> replayers = make_replayers(sel);
   uint64_t frames = 0, bytes = 0;
-  for (Replayer& r : replayers) {  // warm-up pass: a fresh engine sizes its books and tables
+  for (const Replayer& r : replayers) {
     frames += r.session->frames;
     bytes += r.session->bytes;
-    r.replay(false);
-    if (const char* why = r.check()) {
-      state.SkipWithError(why);
-      return;
-    }
   }
+  Replayer::Pass warm;  // warm-up pass: a fresh engine sizes its books and tables
+  if (!replay_all(state, replayers, false, warm)) return;
   uint64_t allocs = 0;
   for (auto _ : state) {
-    const char* why = nullptr;
-    for (Replayer& r : replayers) {
-      allocs += r.replay(false).allocs;
-      if ((why = r.check()) != nullptr) break;
-    }
-    if (why != nullptr) {
-      state.SkipWithError(why);
-      break;
-    }
+    Replayer::Pass p;
+    if (!replay_all(state, replayers, false, p)) break;
+    allocs += p.allocs;
   }
   report(state, frames, bytes);
   state.counters["allocs_per_frame"] =

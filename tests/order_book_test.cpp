@@ -831,6 +831,7 @@ TEST(OrderBook, RandomTrafficOnAPriceGridMatchesTheReference) {
     }
     ASSERT_NO_FATAL_FAILURE(c.check("walk end"));
     EXPECT_TRUE(c.book.on_grid()) << "every price lay on the 0.5 grid";
+    EXPECT_EQ(c.book.ids_encode_prices(), era == 0) << "2021 ids never needed the index";
     EXPECT_EQ(c.book.regrids(), 0u);
     EXPECT_GT(inserts, 10000u);
     EXPECT_GT(removes, 10000u);
@@ -1048,6 +1049,94 @@ TEST(OrderBook, ARowThatBreaksTheIdEncodingRebuildsTheIndexAndLosesNothing) {
     EXPECT_FALSE(c.book.ids_encode_prices());
     ASSERT_NO_FATAL_FAILURE(c.remove(kBuy, xbt_id(30000.0)));
     ASSERT_NO_FATAL_FAILURE(c.check("grown"));
+  }
+}
+
+// Random traffic in the 2021 encoding, over several partials, in each of which one row at a
+// random moment breaks the encoding (an insert with an arbitrary id, or an update to a new price):
+// the book must match the std::map reference before and after it, unknown ids must stay unknown,
+// and each new partial must learn the encoding again.
+TEST(OrderBook, RandomTrafficThatBreaksTheIdEncodingOnceMatchesTheReference) {
+  std::mt19937_64 rng(2021);
+  const auto id_of = [](int64_t tick) { return uint64_t{8800000000} - uint64_t(tick); };
+  for (int phase = 0; phase < 6; ++phase) {
+    Checked c(1024);
+    int64_t mid = 60000;  // ticks of 0.5
+    std::vector<std::pair<Side, uint64_t>> live;
+    const auto free_tick = [&](Side side, int64_t tick) {
+      const double price = double(tick) * 0.5;
+      for (const auto& [id, l] : c.ref[static_cast<int>(side)])
+        if (l.first == price) return false;
+      return true;
+    };
+    for (int64_t d = 0; d < 200; ++d) {
+      for (Side side : {kBuy, kSell}) {
+        const int64_t tick = side == kBuy ? mid - 1 - d : mid + d;
+        ASSERT_EQ(c.book.bulk_insert(side, id_of(tick), double(tick) * 0.5, 1 + d), Result::kOk);
+        c.ref[static_cast<int>(side)][id_of(tick)] = {double(tick) * 0.5, 1 + d};
+        live.emplace_back(side, id_of(tick));
+      }
+    }
+    c.book.finish_bulk();
+    ASSERT_TRUE(c.book.ids_encode_prices()) << "phase " << phase;
+    const int break_at = phase == 5 ? -1 : int(rng() % 3000);
+    for (int step = 0; step < 3000; ++step) {
+      if (step % 40 == 0) mid += int64_t(rng() % 9) - 4;
+      const Side side = rng() % 2 ? kBuy : kSell;
+      auto& side_ref = c.ref[static_cast<int>(side)];
+      const int64_t dist = int64_t(rng() % 100 < 80 ? rng() % 64 : rng() % 6000);
+      const int64_t tick = side == kBuy ? mid - 1 - dist : mid + dist;
+      if (step == break_at) {
+        if (phase % 2 == 0) {  // an id that does not encode the price
+          if (!free_tick(side, tick)) {
+            ASSERT_EQ(c.book.remove(side, id_of(tick)), Result::kOk);
+            side_ref.erase(id_of(tick));
+            std::erase(live, std::pair<Side, uint64_t>{side, id_of(tick)});
+          }
+          const uint64_t id = rng() | (uint64_t{1} << 62);
+          ASSERT_NO_FATAL_FAILURE(c.insert(side, id, double(tick) * 0.5, 3));
+          live.emplace_back(side, id);
+        } else if (!live.empty() && free_tick(live.back().first, tick)) {  // a moving update
+          ASSERT_NO_FATAL_FAILURE(
+              c.update(live.back().first, live.back().second, 4, true, double(tick) * 0.5));
+        } else {
+          ASSERT_NO_FATAL_FAILURE(c.insert(side, 77, double(tick) * 0.5 + 0.25, 3));  // off
+          live.emplace_back(side, 77);
+        }
+        EXPECT_FALSE(c.book.ids_encode_prices()) << "phase " << phase << " step " << step;
+        ASSERT_NO_FATAL_FAILURE(c.check("just broken"));
+        continue;
+      }
+      const uint64_t r = rng() % 100;
+      if (r < 40 || live.empty()) {
+        if (!free_tick(side, tick) || side_ref.count(id_of(tick))) continue;
+        ASSERT_NO_FATAL_FAILURE(c.insert(side, id_of(tick), double(tick) * 0.5, 1 + int64_t(r)));
+        live.emplace_back(side, id_of(tick));
+      } else if (r < 75) {
+        const size_t k = rng() % live.size();
+        ASSERT_NO_FATAL_FAILURE(c.remove(live[k].first, live[k].second));
+        live[k] = live.back();
+        live.pop_back();
+      } else if (r < 92) {
+        const auto [s, id] = live[rng() % live.size()];
+        ASSERT_NO_FATAL_FAILURE(c.update(s, id, 1 + int64_t(rng() % 1000), false, 0));
+      } else if (r < 96) {  // a repeated insert of a live level: replaced, reported
+        const auto [s, id] = live[rng() % live.size()];
+        auto& l = c.ref[static_cast<int>(s)][id];
+        ASSERT_EQ(c.book.insert(s, id, l.first, 555), Result::kDuplicateInsert);
+        l.second = 555;
+      } else {  // ids the book does not hold
+        const uint64_t id = r % 2 ? id_of(tick) : rng();
+        if (side_ref.count(id)) continue;
+        ASSERT_EQ(c.book.remove(side, id), Result::kUnknownLevel) << id;
+        ASSERT_EQ(c.book.update(side, id, 5, false, 0), Result::kUnknownLevel) << id;
+      }
+      if (step % 250 == 0) {
+        ASSERT_NO_FATAL_FAILURE(c.check("walk"));
+      }
+    }
+    ASSERT_NO_FATAL_FAILURE(c.check("phase end"));
+    EXPECT_EQ(c.book.ids_encode_prices(), break_at < 0) << "phase " << phase;
   }
 }
 
