@@ -10,6 +10,10 @@
 //   BM_Pipeline_Session at >= 0.8x of BM_FloorWalk_Session in bytes/s
 //   BM_PipelinePublish_Deltas (the pipeline publishing into a shared-memory segment) within 1.3x
 //   of BM_FloorWalk_Deltas
+// BM_PipelineOverFloor_Deltas and BM_PublishOverFloor_Deltas measure the same ratios in pairs of
+// passes (see pipeline_over_floor); .../both-new-ids does so on both sessions converted to the
+// post-2023 id era (arbitrary ids, a price on every row), whose books keep the (side, id) index
+// that 2021 books, whose ids encode their prices, do without.
 //
 // Why the delta benchmark replays whole sessions: a delta frame is only meaningful on the state
 // its partial built, and replaying deltas twice over the same books would turn the second pass
@@ -38,8 +42,10 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <memory>
 #include <new>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -48,6 +54,7 @@
 #include "engine/capture.hpp"
 #include "engine/feed_engine.hpp"
 #include "floor_walk.hpp"
+#include "reference_model.hpp"
 #include "shm/segment.hpp"
 #include "shm/writer.hpp"
 #include "support/counting_new.hpp"
@@ -96,8 +103,9 @@ const char* unclean(const bmx::Stats& st) noexcept {
   return nullptr;
 }
 
-Session load_session(const std::string& name, const std::string& file) {
-  Session s{name, bmx::Capture::load(std::string(BMX_BENCH_DATA) + "/" + file), {}};
+// `capture` is the session's frames; `file` names it in errors.
+Session load_session(const std::string& name, const std::string& file, bmx::Capture capture) {
+  Session s{name, std::move(capture), {}};
   // One classifying pass: a delta is a table frame whose action is not partial.
   bmx::FeedEngine e;
   const auto& frames = s.capture.frames();
@@ -122,6 +130,9 @@ Session load_session(const std::string& name, const std::string& file) {
 
 struct Sessions {
   std::vector<Session> all;
+  // The same sessions in the post-2023 id era (arbitrary ids, a price on every row), as
+  // tests/golden_replay_test.cpp converts them: books that keep the (side, id) index.
+  std::vector<Session> new_ids;
   std::string error;
 };
 
@@ -129,8 +140,18 @@ const Sessions& sessions() {
   static const Sessions s = [] {
     Sessions r;
     try {
-      r.all.push_back(load_session("2021-07-22", "cryptofeed-2021-07-22.txt"));
-      r.all.push_back(load_session("2021-04-05", "cryptofeed-2021-04-05.txt"));
+      for (const auto& [name, file] : {std::pair{"2021-07-22", "cryptofeed-2021-07-22.txt"},
+                                       std::pair{"2021-04-05", "cryptofeed-2021-04-05.txt"}}) {
+        const std::string path = std::string(BMX_BENCH_DATA) + "/" + file;
+        r.all.push_back(load_session(name, file, bmx::Capture::load(path)));
+        std::ifstream in(path, std::ios::binary);
+        std::stringstream text;
+        text << in.rdbuf();
+        const std::string converted =
+            bmxtest::convert_to_new_id_era(bmxtest::split_capture(text.str()), 0x5eed);
+        r.new_ids.push_back(
+            load_session(std::string(name) + "-new-ids", file, bmx::Capture::from_text(converted)));
+      }
     } catch (const std::exception& e) {
       r.error = e.what();
     }
@@ -139,11 +160,13 @@ const Sessions& sessions() {
   return s;
 }
 
-// Which recorded sessions a benchmark covers: both, or one by index.
+// Which recorded sessions a benchmark covers: both (-1), one by index, or both in the post-2023
+// id era (kNewIds).
+constexpr int kNewIds = -2;
 using Selection = std::vector<const Session*>;
 Selection select(int which) {
   Selection out;
-  const auto& all = sessions().all;
+  const auto& all = which == kNewIds ? sessions().new_ids : sessions().all;
   for (size_t i = 0; i < all.size(); ++i) {
     if (which < 0 || static_cast<size_t>(which) == i) out.push_back(&all[i]);
   }
@@ -456,6 +479,10 @@ void register_all() {
       ->UseManualTime()
       ->Unit(benchmark::kMicrosecond);
   benchmark::RegisterBenchmark("BM_PublishOverFloor_Deltas/both", BM_PublishOverFloor_Deltas, -1)
+      ->UseManualTime()
+      ->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark("BM_PipelineOverFloor_Deltas/both-new-ids",
+                               BM_PipelineOverFloor_Deltas, kNewIds)
       ->UseManualTime()
       ->Unit(benchmark::kMicrosecond);
   benchmark::RegisterBenchmark("BM_FloorWalk_Session/both", BM_FloorWalk_Session, -1)

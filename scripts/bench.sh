@@ -70,6 +70,8 @@ paired() { awk -v r="$(field "$1" ratio)" 'BEGIN { if (r) printf "%.2fx", r; els
 echo "   delta frames, in pairs: pipeline $(field BM_PipelineOverFloor_Deltas/both pipeline_ns) ns," \
   "floor $(field BM_PipelineOverFloor_Deltas/both floor_ns) ns:" \
   "$(paired BM_PipelineOverFloor_Deltas/both) (goal <= 1.2x)"
+echo "   the same sessions with post-2023 ids (index kept), in pairs:" \
+  "$(paired BM_PipelineOverFloor_Deltas/both-new-ids)"
 echo "   with publishing, in pairs: $(field BM_PublishOverFloor_Deltas/both pipeline_ns) ns:" \
   "$(paired BM_PublishOverFloor_Deltas/both) of the floor (goal <= 1.3x)"
 echo "   delta frames, apart: pipeline $pipe ns, floor $floor ns: $(ratio "$pipe" "$floor");" \
