@@ -1027,7 +1027,7 @@ bool FeedEngine::book_rows(od::array data, TableEntry& t, FrameHeader& h) {
         res = b->book.update(r.side, r.id, r.size, r.has_price, r.price, old_price);
         break;
       case Action::kDelete:
-        res = b->book.remove(r.side, r.id, old_price);
+        res = b->book.remove(r.side, r.id, r.has_price, r.price, old_price);
         break;
     }
     if (out_ && res != OrderBook::Result::kUnknownLevel) {

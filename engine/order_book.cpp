@@ -522,6 +522,19 @@ BMX_HOT_INLINE uint64_t OrderBook::find(unsigned side, uint64_t id) const noexce
   }
 }
 
+BMX_HOT_INLINE uint64_t OrderBook::find_slot(unsigned side, uint64_t id,
+                                             uint32_t slot) const noexcept {
+  const uint32_t tag = tag_of(product(id), id, side);
+  for (uint64_t b = home_of_tag(tag);; b = (b + 1) & mask_) {
+    const Bucket& bucket = buckets_[b];
+    for (unsigned m = tag_mask(bucket, tag); m != 0; m &= m - 1) {
+      const auto lane = static_cast<unsigned>(std::countr_zero(m));
+      if (bucket.slot[lane] == slot) return b * 4 + lane;
+    }
+    if (tag_mask(bucket, kFreeTag)) return kNotFound;
+  }
+}
+
 uint32_t OrderBook::depth_of(Side side, uint64_t id) const noexcept {
   const unsigned s = index(side);
   uint32_t slot;
@@ -1113,6 +1126,15 @@ OrderBook::Result OrderBook::update(Side side, uint64_t id, int64_t size, bool h
     set_hint(kNoDepth);
     return Result::kOk;
   }
+  if (grid_ && has_price) {  // since 2023: the price first, the index not at all
+    const uint32_t slot = slot_at_price(s, id, key_of(s, price));
+    if (slot != kNoSlot) [[likely]] {
+      pool_[slot].size = size;
+      old_price = price;
+      set_hint(kNoDepth);
+      return Result::kOk;
+    }
+  }
   const uint64_t at = find(s, id);
   if (at == kNotFound) return Result::kUnknownLevel;
   const uint32_t slot = slot_at(at);
@@ -1156,6 +1178,34 @@ OrderBook::Result OrderBook::remove(Side side, uint64_t id, double& old_price) n
   free_[free_count_++] = slot;
   index_erase(at);
   return Result::kOk;
+}
+
+BMX_HOT_INLINE uint32_t OrderBook::slot_at_price(unsigned side, uint64_t id,
+                                                 double key) const noexcept {
+  int64_t t;
+  const auto& l = ladder_[side];
+  if (!tick_of(key, t) || !l.within(t) || !l.occupied(t)) return kNoSlot;
+  const uint32_t slot = l.slot_at(t);  // one level per cell on the grid
+  return pool_[slot].id == id ? slot : kNoSlot;
+}
+
+OrderBook::Result OrderBook::remove(Side side, uint64_t id, bool has_price, double price,
+                                    double& old_price) noexcept {
+  const unsigned s = index(side);
+  if (!linear_ && grid_ && has_price) {
+    const double key = key_of(s, price);
+    const uint32_t slot = slot_at_price(s, id, key);
+    if (slot != kNoSlot) [[likely]] {
+      const uint64_t at = find_slot(s, id, slot);  // loads beside the pool line, not after it
+      assert(at != kNotFound);
+      old_price = price;
+      unplace(s, slot, key);
+      free_[free_count_++] = slot;
+      index_erase(at);
+      return Result::kOk;
+    }
+  }
+  return remove(side, id, old_price);
 }
 
 // ---- The 2021 id encoding ----

@@ -380,6 +380,11 @@ class OrderBook {
     return update(side, id, size, has_price, price, old_price);
   }
   Result remove(Side side, uint64_t id, double& old_price) noexcept;
+  // A delete that carries the level's price (every row since 2023): the same result; on a price
+  // ladder it finds the level from the price first, so that the index line and the pool line load
+  // side by side instead of one after the other. A price that is not the level's falls back to
+  // the lookup by id.
+  Result remove(Side side, uint64_t id, bool has_price, double price, double& old_price) noexcept;
   Result remove(Side side, uint64_t id) noexcept {
     double old_price;
     return remove(side, id, old_price);
@@ -497,6 +502,12 @@ class OrderBook {
   // Cell of (side, id), or kNotFound.
   static constexpr uint64_t kNotFound = UINT64_MAX;
   [[nodiscard]] uint64_t find(unsigned side, uint64_t id) const noexcept;
+  // Cell of (side, id) whose level is known to be in `slot`: tag and slot compared, no pool read.
+  [[nodiscard]] uint64_t find_slot(unsigned side, uint64_t id, uint32_t slot) const noexcept;
+  // The slot of the level at `price` on `side` when a ladder cell holds one and its id is `id`,
+  // else kNoSlot. On the grid only; reads the cell and the level's pool line.
+  static constexpr uint32_t kNoSlot = UINT32_MAX;
+  [[nodiscard]] uint32_t slot_at_price(unsigned side, uint64_t id, double key) const noexcept;
   // One probe for an insert: the cell holding (side, id) (found), or else the first free cell on
   // its probe sequence, and how many full buckets were passed on the way.
   struct Probe {

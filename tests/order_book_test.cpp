@@ -468,6 +468,14 @@ struct Checked {
     ASSERT_EQ(book.remove(side, id), Result::kOk) << id;
     ref[static_cast<int>(side)].erase(id);
   }
+  // A delete that carries a price, as rows do since 2023 (`price` may be wrong: the level still
+  // goes, and the price reported is the one it had).
+  void remove_priced(Side side, uint64_t id, double price) {
+    double old_price = -1;
+    ASSERT_EQ(book.remove(side, id, true, price, old_price), Result::kOk) << id;
+    ASSERT_EQ(old_price, ref[static_cast<int>(side)][id].first) << id;
+    ref[static_cast<int>(side)].erase(id);
+  }
   // The reference's levels best first; equal prices by id (tests that make ties check them apart).
   std::vector<bmx::BookLevel> want(Side side) const {
     std::vector<bmx::BookLevel> out;
@@ -726,8 +734,7 @@ TEST(OrderBook, PartialOfManyLevelsThenDeltasAtEveryDepth) {
   ASSERT_NO_FATAL_FAILURE(c.check("deltas"));
 }
 
-// ---- The price ladder: a book whose prices lie on a grid
-// -----------------------------------------
+// ---- The price ladder: a book whose prices lie on a grid ----------------------------------------
 
 // A partial whose prices lie on a grid (here 0.5) puts each side's best levels in a price ladder.
 // A random walk of both eras' traffic against the reference: the market drifts and jumps by more
@@ -811,7 +818,11 @@ TEST(OrderBook, RandomTrafficOnAPriceGridMatchesTheReference) {
       const double price = c.ref[static_cast<int>(side)][id].first;
       if (r < 72) {
         const uint32_t want = rank(side, price);
-        ASSERT_NO_FATAL_FAILURE(c.remove(side, id));
+        if (era == 0) {
+          ASSERT_NO_FATAL_FAILURE(c.remove(side, id));
+        } else {  // 2023 rows carry the price; one in eight here a wrong one
+          ASSERT_NO_FATAL_FAILURE(c.remove_priced(side, id, r % 8 ? price : price + 0.5));
+        }
         ASSERT_EQ(c.book.depth_hint(), want) << "remove at " << price << " step " << step;
         live[k] = live.back();
         live.pop_back();
@@ -933,8 +944,73 @@ TEST(OrderBook, PricesWithoutAGridStayInTheSortedTiers) {
   EXPECT_FALSE(c.on_grid());
 }
 
-// ---- The 2021 id encoding
-// ------------------------------------------------------------------------
+// Since 2023 every row carries its price: on a grid, an update or delete finds its level from the
+// price (the index only when the price is not the level's), with the same results as by id.
+TEST(OrderBook, RowsThatCarryAPriceFindTheirLevelByItWithTheSameResults) {
+  Checked c(256);
+  for (uint64_t i = 0; i < 40; ++i) {
+    const uint64_t bid = 0x9000000000000000ull + i * 7919, ask = 0x3000000000000000ull + i * 104729;
+    ASSERT_EQ(c.book.bulk_insert(kBuy, bid, 1000.0 - 0.5 * double(i), 10), Result::kOk);
+    ASSERT_EQ(c.book.bulk_insert(kSell, ask, 1000.5 + 0.5 * double(i), 20), Result::kOk);
+    c.ref[0][bid] = {1000.0 - 0.5 * double(i), 10};
+    c.ref[1][ask] = {1000.5 + 0.5 * double(i), 20};
+  }
+  c.book.finish_bulk();
+  ASSERT_TRUE(c.book.on_grid());
+  ASSERT_FALSE(c.book.ids_encode_prices());
+  const uint64_t b3 = 0x9000000000000000ull + 3 * 7919, b4 = b3 + 7919, b5 = b4 + 7919;
+  ASSERT_NO_FATAL_FAILURE(c.update(kBuy, b3, 33, true, 998.5));   // its own price
+  ASSERT_NO_FATAL_FAILURE(c.update(kBuy, b4, 44, true, 990.25));  // a new one: moves
+  ASSERT_NO_FATAL_FAILURE(c.remove_priced(kBuy, b5, 997.5));      // its own price
+  ASSERT_NO_FATAL_FAILURE(c.remove_priced(kBuy, b3, 999.0));      // another level's price
+  ASSERT_NO_FATAL_FAILURE(c.check("priced rows"));
+  double old_price = -1;
+  // An id the book does not hold, at a price a level holds: unknown, nothing changes.
+  EXPECT_EQ(c.book.remove(kBuy, 12345, true, 999.0, old_price), Result::kUnknownLevel);
+  EXPECT_EQ(c.book.update(kBuy, 12345, 1, true, 999.0, old_price), Result::kUnknownLevel);
+  EXPECT_EQ(old_price, -1.0);
+  ASSERT_NO_FATAL_FAILURE(c.check("unknown ids at a held price"));
+}
+
+// Deletes found by their price must still take their level out of the index: churn many times the
+// capacity through a book on a grid. A cell left behind would fill the index until an insert
+// re-seeds it (rehashes() counts that), and an id deleted must be unknown afterwards.
+TEST(OrderBook, PricedDeletesLeaveNothingBehindInTheIndex) {
+  OrderBook b(64);
+  for (uint64_t i = 0; i < 8; ++i)
+    ASSERT_EQ(b.bulk_insert(kSell, ~i, 100.0 + 0.5 * double(i), 1), Result::kOk);
+  b.finish_bulk();
+  ASSERT_TRUE(b.on_grid());
+  std::mt19937_64 rng(99);
+  std::vector<std::pair<uint64_t, double>> live;
+  for (uint64_t i = 0; i < 8; ++i)
+    live.emplace_back(~i, 100.0 + 0.5 * double(i));
+  for (int i = 0; i < 20000; ++i) {
+    if (live.size() >= 40) {
+      const auto [id, price] = live.front();
+      live.erase(live.begin());
+      double old_price = 0;
+      ASSERT_EQ(b.remove(kSell, id, true, price, old_price), Result::kOk) << i;
+      ASSERT_EQ(old_price, price);
+      ASSERT_EQ(b.remove(kSell, id), Result::kUnknownLevel) << i;
+    }
+    double price = 0;
+    for (bool held = true; held;) {
+      price = 100.0 + 0.5 * double(rng() % 200);
+      held =
+          std::any_of(live.begin(), live.end(), [&](const auto& l) { return l.second == price; });
+    }
+    const uint64_t id = rng();
+    ASSERT_EQ(b.insert(kSell, id, price, 1), Result::kOk) << i;
+    live.emplace_back(id, price);
+  }
+  EXPECT_EQ(b.size(), live.size());
+  EXPECT_EQ(b.rehashes(), 0u);
+  for (const auto& [id, price] : live)
+    EXPECT_EQ(b.level_price(kSell, id), price) << id;
+}
+
+// ---- The 2021 id encoding -----------------------------------------------------------------------
 
 // XBTUSD before 2023: id = 100000000 * 88 - price / 0.01, prices on a grid of 0.5.
 uint64_t xbt_id(double price) {
@@ -1162,8 +1238,7 @@ TEST(OrderBook, PartialsWhoseIdsDoNotEncodeTheirPricesKeepTheIndex) {
   EXPECT_FALSE(d.ids_encode_prices());
 }
 
-// ---- The index against pathological ids
-// ----------------------------------------------------------
+// ---- The index against pathological ids ---------------------------------------------------------
 
 // Ids that share their low bits (multiples of 2^k), that differ only in high bits, or that run
 // consecutively (2021) must all spread over the index: every one found, none lost, no clustering
