@@ -1195,9 +1195,10 @@ OrderBook::Result OrderBook::remove(Side side, uint64_t id, bool has_price, doub
   if (!linear_ && grid_ && has_price) {
     const double key = key_of(s, price);
     const uint32_t slot = slot_at_price(s, id, key);
-    if (slot != kNoSlot) [[likely]] {
-      const uint64_t at = find_slot(s, id, slot);  // loads beside the pool line, not after it
-      assert(at != kNotFound);
+    // The index cell loads beside the pool line (the id's confirmation), not after it. It is
+    // always there (every level has one off the 2021 encoding); were it not, the id path decides.
+    const uint64_t at = slot == kNoSlot ? kNotFound : find_slot(s, id, slot);
+    if (at != kNotFound) [[likely]] {
       old_price = price;
       unplace(s, slot, key);
       free_[free_count_++] = slot;

@@ -371,7 +371,9 @@ class OrderBook {
     return bulk_insert(side, id, price, size, old_price);
   }
   void finish_bulk();
-  // `has_price` false: keep the level's price (2021 era). A new price moves the level.
+  // `has_price` false: keep the level's price (2021 era). A new price moves the level. On a price
+  // ladder an update that carries its level's price (since 2023) finds the level by the price,
+  // without the index.
   // Every price handed to the book must be > 0 (BitMEX prices are; FeedEngine checks).
   Result update(Side side, uint64_t id, int64_t size, bool has_price, double price,
                 double& old_price);
