@@ -34,7 +34,11 @@
 //   (side, id) to the slot and the key. An update that keeps the price (every 2021 update) is one
 //   probe and one store into the pool: no search, no shift. A delete or a price move has the key
 //   in the index line it probed, so its search does not wait for the pool line; the pool only
-//   confirms the id, off the critical path.
+//   confirms the id, off the critical path. Rows that carry their price (every row since 2023)
+//   on a price ladder go the other way round: the price's cell gives the slot, the pool line
+//   confirms the id; an update then needs no index line at all, and a delete finds its index
+//   cell by tag and slot while the pool line loads. A price that is not the level's falls back
+//   to the lookup by id.
 // - Before mid-2023 BitMEX derived a level's id from its price (id = 100000000 * symbol index -
 //   price / tick size), and its updates and deletes carried no price. When a partial's levels all
 //   follow such a rule on the book's grid (id = base - step * tick, learnt from two levels and
