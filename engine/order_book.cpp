@@ -508,13 +508,15 @@ BMX_HOT_INLINE OrderBook::Probe OrderBook::probe(unsigned side, uint64_t id) con
   }
 }
 
-BMX_HOT_INLINE uint64_t OrderBook::find(unsigned side, uint64_t id) const noexcept {
+template <class Match>
+BMX_HOT_INLINE uint64_t OrderBook::find_cell(unsigned side, uint64_t id,
+                                             Match match) const noexcept {
   const uint32_t tag = tag_of(product(id), id, side);
   for (uint64_t b = home_of_tag(tag);; b = (b + 1) & mask_) {
     const Bucket& bucket = buckets_[b];
     for (unsigned m = tag_mask(bucket, tag); m != 0; m &= m - 1) {
       const auto lane = static_cast<unsigned>(std::countr_zero(m));
-      if (pool_[bucket.slot[lane]].id == id) [[likely]] {
+      if (match(bucket, lane)) [[likely]] {
         return b * 4 + lane;
       }
     }
@@ -522,17 +524,15 @@ BMX_HOT_INLINE uint64_t OrderBook::find(unsigned side, uint64_t id) const noexce
   }
 }
 
+BMX_HOT_INLINE uint64_t OrderBook::find(unsigned side, uint64_t id) const noexcept {
+  return find_cell(side, id,
+                   [&](const Bucket& b, unsigned lane) { return pool_[b.slot[lane]].id == id; });
+}
+
 BMX_HOT_INLINE uint64_t OrderBook::find_slot(unsigned side, uint64_t id,
                                              uint32_t slot) const noexcept {
-  const uint32_t tag = tag_of(product(id), id, side);
-  for (uint64_t b = home_of_tag(tag);; b = (b + 1) & mask_) {
-    const Bucket& bucket = buckets_[b];
-    for (unsigned m = tag_mask(bucket, tag); m != 0; m &= m - 1) {
-      const auto lane = static_cast<unsigned>(std::countr_zero(m));
-      if (bucket.slot[lane] == slot) return b * 4 + lane;
-    }
-    if (tag_mask(bucket, kFreeTag)) return kNotFound;
-  }
+  return find_cell(side, id,
+                   [slot](const Bucket& b, unsigned lane) { return b.slot[lane] == slot; });
 }
 
 uint32_t OrderBook::depth_of(Side side, uint64_t id) const noexcept {
@@ -1230,7 +1230,11 @@ BMX_HOT_INLINE bool OrderBook::tick_of_id(unsigned side, uint64_t id, int64_t& t
 BMX_HOT_INLINE bool OrderBook::locate(unsigned side, uint64_t id, uint32_t& slot,
                                       double& key) const noexcept {
   int64_t t;
-  if (!tick_of_id(side, id, t)) return false;
+  return tick_of_id(side, id, t) && locate_tick(side, t, slot, key);
+}
+
+BMX_HOT_INLINE bool OrderBook::locate_tick(unsigned side, int64_t t, uint32_t& slot,
+                                           double& key) const noexcept {
   const auto& l = ladder_[side];
   if (l.within(t)) [[likely]] {
     if (!l.occupied(t)) return false;
@@ -1257,7 +1261,7 @@ BMX_HOT_INLINE bool OrderBook::insert_linear(unsigned side, uint64_t id, double 
   }
   uint32_t slot;
   double held;
-  if (locate(side, id, slot, held)) [[unlikely]] {  // held at this very price: a replacement
+  if (locate_tick(side, t, slot, held)) [[unlikely]] {  // held at this very price: a replacement
     pool_[slot].size = size;
     old_price = price;
     set_hint(kNoDepth);

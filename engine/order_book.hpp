@@ -508,6 +508,10 @@ class OrderBook {
   // Cell of (side, id), or kNotFound.
   static constexpr uint64_t kNotFound = UINT64_MAX;
   [[nodiscard]] uint64_t find(unsigned side, uint64_t id) const noexcept;
+  // The probe both share: the first cell on (side, id)'s probe sequence whose tag matches and for
+  // which match(bucket, lane) holds, or kNotFound.
+  template <class Match>
+  [[nodiscard]] uint64_t find_cell(unsigned side, uint64_t id, Match match) const noexcept;
   // Cell of (side, id) whose level is known to be in `slot`: tag and slot compared, no pool read.
   [[nodiscard]] uint64_t find_slot(unsigned side, uint64_t id, uint32_t slot) const noexcept;
   // The slot of the level at `price` on `side` when a ladder cell holds one and its id is `id`,
@@ -596,6 +600,9 @@ class OrderBook {
   [[nodiscard]] bool tick_of_id(unsigned side, uint64_t id, int64_t& t) const noexcept;
   // Slot and key of level (side, id) found from its tick; false when the book does not hold it.
   [[nodiscard]] bool locate(unsigned side, uint64_t id, uint32_t& slot, double& key) const noexcept;
+  // The same from the tick: the level at key tick t, if any.
+  [[nodiscard]] bool locate_tick(unsigned side, int64_t t, uint32_t& slot,
+                                 double& key) const noexcept;
   // Slot and key of level (side, id) from the index or, while linear_, from its tick.
   [[nodiscard]] bool lookup(unsigned side, uint64_t id, uint32_t& slot, double& key) const noexcept;
   // insert() while linear_: false when the row breaks the encoding or the book is full (the book
