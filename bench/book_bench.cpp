@@ -45,6 +45,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -467,30 +468,46 @@ int main(int argc, char** argv) {
             ", update " + std::to_string(s.by_action[static_cast<int>(Action::kUpdate)]) +
             ", delete " + std::to_string(s.by_action[static_cast<int>(Action::kDelete)]));
   }
-  // Where inserts and deletes land (the depth the book's own search found), counted on a copy of
-  // the books, untimed: what a search limited to the best few levels could cover.
+  // Where inserts and deletes land (depth: how many of the side's prices are better), counted on a
+  // copy of the books against a set of each side's prices, untimed.
   std::array<std::array<uint64_t, 3>, 2> depths{};  // [insert, delete][best 8, 8-63, deeper]
   size_t books_total = 0, on_grid_before = 0, on_grid_after = 0, linear_before = 0,
          linear_after = 0;
   uint64_t regrids = 0, inserts = 0, ladder_inserts = 0;
   for (const Workload& s : w.recorded) {
     std::vector<OrderBook> books = s.initial;
-    for (const OrderBook& b : books) {
+    std::vector<std::array<std::set<double>, 2>> prices(books.size());
+    for (size_t k = 0; k < books.size(); ++k) {
+      const OrderBook& b = books[k];
       on_grid_before += b.on_grid();
       linear_before += b.ids_encode_prices();
+      for (const Side side : {Side::kBuy, Side::kSell}) {
+        for (uint32_t i = 0; i < b.depth(side); ++i)
+          prices[k][static_cast<int>(side)].insert(b.level(side, i).price);
+      }
     }
     for (const Op& op : s.ops) {
       OrderBook& b = books[op.book];
+      auto& set = prices[op.book][static_cast<int>(op.side)];
+      const auto depth_of = [&](double price) {
+        return static_cast<uint32_t>(op.side == Side::kBuy
+                                         ? std::distance(set.upper_bound(price), set.end())
+                                         : std::distance(set.begin(), set.lower_bound(price)));
+      };
+      uint32_t d = 0;
       if (op.action == Action::kInsert) {
-        b.insert(op.side, op.id, op.price, op.size);
+        if (b.insert(op.side, op.id, op.price, op.size) != OrderBook::Result::kOk) continue;
+        d = depth_of(op.price);
+        set.insert(op.price);
       } else if (op.action == Action::kDelete) {
-        b.remove(op.side, op.id);
+        const double price = b.level_price(op.side, op.id);
+        if (b.remove(op.side, op.id) != OrderBook::Result::kOk) continue;
+        set.erase(price);
+        d = depth_of(price);
       } else {
         b.update(op.side, op.id, op.size, op.has_price, op.price);
         continue;
       }
-      const uint32_t d = b.depth_hint();
-      if (d == OrderBook::kNoDepth) continue;
       if (op.action == Action::kInsert) {  // the ladder holds the best levels
         ++inserts;
         ladder_inserts += d < b.ladder_levels(op.side);

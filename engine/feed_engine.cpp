@@ -508,32 +508,26 @@ void FeedEngine::publish_stats() noexcept {
 }
 
 // One book row, as the segment sees it: `old_price` is the level's price before the row (0 when
-// the book did not hold it). No allocation.
+// the book did not hold it). The segment keeps each level in the slot the engine's book keeps it
+// in (OrderBook::last_slot()), so that each change is one store there. No allocation.
 void FeedEngine::publish_level(BookEntry& b, Action action, Side side, uint64_t id,
                                double old_price, double price, int64_t size) noexcept {
   if (!b.shm) return;  // the segment had no book slot left (counted as segment_full)
-  // The depth at which the book put, found or took the level spares the segment's copy of the
-  // side a search (a galloping search over an array of levels: mispredicted branches and cache
-  // misses that were most of what publishing a level cost). The writer checks it.
+  const uint32_t slot = b.book.last_slot();
   switch (action) {
     case Action::kPartial:
     case Action::kInsert:
       if (old_price != 0) {  // a repeated insert replaces the level
-        out_->book_update(*b.shm, side, old_price, price, size, id);
+        out_->book_update(*b.shm, side, old_price, price, size, id, 0, slot);
       } else {
-        out_->book_insert(*b.shm, side, price, size, id, 0, b.book.depth_hint());
+        out_->book_insert(*b.shm, side, price, size, id, 0, slot);
       }
       break;
     case Action::kUpdate:
-      if (price == 0 || price == old_price) {  // the level kept its price
-        out_->book_update(*b.shm, side, old_price, old_price, size, id, 0,
-                          b.book.depth_of(side, id));
-      } else {
-        out_->book_update(*b.shm, side, old_price, price, size, id);
-      }
+      out_->book_update(*b.shm, side, old_price, price == 0 ? old_price : price, size, id, 0, slot);
       break;
     case Action::kDelete:
-      out_->book_delete(*b.shm, side, old_price, id, 0, b.book.depth_hint());
+      out_->book_delete(*b.shm, side, old_price, id, 0, slot);
       break;
   }
 }
@@ -1301,6 +1295,9 @@ void FeedEngine::end_frame(FrameHeader& h) {
       ++stats_.crossed_books;
       emit(EventKind::kCrossedBook, h.table, sym);
       mark_book_stale(*b);
+    }
+    if (out_ && b->shm) {  // the segment's book learns its best levels from ours: O(1)
+      out_->book_top(*b->shm, b->book.best_slot(Side::kBuy), b->book.best_slot(Side::kSell));
     }
   }
 }

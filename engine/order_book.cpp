@@ -404,7 +404,6 @@ void OrderBook::clear() noexcept {
   }
   grid_ = false;
   linear_ = false;
-  set_hint(kNoDepth);
   for (size_t b = 0; b < buckets_.size(); ++b)
     std::fill(buckets_[b].tag, buckets_[b].tag + 4, kFreeTag);
   free_count_ = capacity_;
@@ -535,32 +534,6 @@ BMX_HOT_INLINE uint64_t OrderBook::find_slot(unsigned side, uint64_t id,
                    [slot](const Bucket& b, unsigned lane) { return b.slot[lane] == slot; });
 }
 
-uint32_t OrderBook::depth_of(Side side, uint64_t id) const noexcept {
-  const unsigned s = index(side);
-  uint32_t slot;
-  double key;
-  if (!lookup(s, id, slot, key)) return kNoDepth;
-  if (grid_) {
-    const auto& l = ladder_[s];
-    const int64_t t = grid_tick(key);
-    size_t d = kNoDepth;
-    if (t >= l.lo()) {
-      d = l.rank(t);
-    } else if (l.count() < kTopMin) {
-      const auto& deep = deep_[s];
-      d = l.count() + deep.size() - 1 - deep.find(key, slot);
-    }
-    return d < kTopMin ? static_cast<uint32_t>(d) : kNoDepth;
-  }
-  const auto& top = top_[s];
-  const size_t n = top.size();
-  const size_t at_or_above = top.count_top<false>(key);  // the level itself included
-  const size_t pos = n - at_or_above;
-  return at_or_above - 1 < kTopMin && pos < n && top.slots()[pos] == slot
-             ? static_cast<uint32_t>(at_or_above - 1)
-             : kNoDepth;
-}
-
 const BookLevel& OrderBook::level(Side side, uint32_t i) const noexcept {
   const unsigned s = index(side);
   const auto& d = deep_[s];
@@ -629,6 +602,7 @@ BMX_HOT_INLINE uint32_t OrderBook::add_level(uint64_t cell, uint32_t tag, unsign
                                              uint64_t id, double price, int64_t size) noexcept {
   const uint32_t slot = free_[--free_count_];
   pool_[slot] = BookLevel{price, size, id};
+  last_slot_ = slot;
   Bucket& b = buckets_[cell >> 2];
   b.tag[cell & 3] = tag;
   b.slot[cell & 3] = slot;
@@ -643,7 +617,6 @@ BMX_HOT_INLINE uint32_t OrderBook::add_level(uint64_t cell, uint32_t tag, unsign
 BMX_HOT_INLINE void OrderBook::place(unsigned side, uint32_t slot, double key, bool bulk) noexcept {
   if (bulk) {
     deep_[side].push_back(key, slot);  // finish_bulk sorts the deep tier and fills the top one
-    set_hint(kNoDepth);
     return;
   }
   if (grid_) [[likely]] {
@@ -657,7 +630,6 @@ BMX_HOT_INLINE void OrderBook::place_sorted(unsigned side, uint32_t slot, double
   auto& top = top_[side];
   const size_t above = top.count_top<true>(key);
   if (above < kTopMin) [[likely]] {
-    set_hint(above);  // the levels better than the new one
     top.insert_at(top.size() - above, key, slot);
     if (top.size() > kTopMax) [[unlikely]] {
       spill_top(side);
@@ -674,12 +646,10 @@ void OrderBook::place_deeper(unsigned side, uint32_t slot, double key) noexcept 
   auto& deep = deep_[side];
   if (deep.empty() || key >= top.front_key()) {
     const size_t pos = top.bound_below_top<true>(key);
-    set_hint(top.size() - pos);
     top.insert_at(pos, key, slot);
     if (top.size() > kTopMax) spill_top(side);
   } else {
     const size_t pos = deep.bound<true>(key);
-    set_hint(top.size() + deep.size() - pos);
     deep.insert_at(pos, key, slot);
   }
 }
@@ -698,7 +668,6 @@ BMX_HOT_INLINE void OrderBook::unplace_sorted(unsigned side, uint32_t slot, doub
   const size_t above = top.count_top<false>(key);
   const size_t pos = n - above;
   if (above < kTopMin && pos < n && top.slots()[pos] == slot) [[likely]] {
-    set_hint(n - 1 - pos);
     top.erase_at(pos);
     if (top.size() < kTopMin && !deep_[side].empty()) [[unlikely]] {
       refill_top(side);
@@ -725,14 +694,12 @@ void OrderBook::unplace_deeper(unsigned side, uint32_t slot, double key, size_t 
     pos = top.find(key, slot);
   }
   if (pos != book_detail::SideOrder::kNone) {
-    set_hint(n - 1 - pos);
     top.erase_at(pos);
     if (top.size() < kTopMin && !deep.empty()) refill_top(side);
     return;
   }
   pos = deep.find(key, slot);  // below the top tier, or an equal price at the tiers' seam
   assert(pos != book_detail::SideOrder::kNone);
-  set_hint(n + deep.size() - 1 - pos);
   deep.erase_at(pos);
 }
 
@@ -799,16 +766,12 @@ BMX_HOT_INLINE void OrderBook::place_tick(unsigned side, uint32_t slot, double k
     if (t < l.lo() && !l.empty()) {  // below the window
       auto& deep = deep_[side];
       const size_t pos = deep.bound<true>(key);
-      set_hint(l.count() + deep.size() - pos);
       deep.insert_at(pos, key, slot);
       return;
     }
     slide_up(side, t);  // above the window, or into an empty side
   }
   l.set(t, slot);
-  hint_ladder_ = true;
-  hint_side_ = side;
-  hint_tick_ = t;
 }
 
 BMX_HOT_INLINE void OrderBook::unplace_ladder(unsigned side, uint32_t slot, double key) noexcept {
@@ -818,16 +781,12 @@ BMX_HOT_INLINE void OrderBook::unplace_ladder(unsigned side, uint32_t slot, doub
   if (t < l.lo()) [[unlikely]] {
     const size_t pos = deep.find(key, slot);
     assert(pos != book_detail::SideOrder::kNone);
-    set_hint(l.count() + deep.size() - 1 - pos);
     deep.erase_at(pos);
     return;
   }
   assert(l.within(t) && l.occupied(t) && l.slot_at(t) == slot);
   (void)slot;
   l.erase(t);
-  hint_ladder_ = true;
-  hint_side_ = side;
-  hint_tick_ = t;
   if ((l.empty() || l.best() < l.lo() + kHeadroom) && !deep.empty()) [[unlikely]] {
     slide_down(side);
   }
@@ -1079,7 +1038,8 @@ OrderBook::Result OrderBook::bulk_insert(Side side, uint64_t id, double price, i
   const Probe p = probe(s, id);
   if (p.found) {  // repeated level inside one partial: the last one wins (finish_bulk sorts)
     old_price = key_of(s, key_at(p.cell));
-    pool_[slot_at(p.cell)] = BookLevel{price, size, id};
+    last_slot_ = slot_at(p.cell);
+    pool_[last_slot_] = BookLevel{price, size, id};
     key_at(p.cell) = key_of(s, price);
     return Result::kDuplicateInsert;
   }
@@ -1105,7 +1065,6 @@ void OrderBook::finish_bulk() {
   }
   grid_ = false;
   regrid_budget_ = kRegridBudget;
-  set_hint(kNoDepth);
   enter_grid();
   linear_ = grid_ && learn_linear();
 }
@@ -1123,7 +1082,7 @@ OrderBook::Result OrderBook::update(Side side, uint64_t id, int64_t size, bool h
     }
     pool_[slot].size = size;  // the only line read or written: the level's
     old_price = key_of(s, key);
-    set_hint(kNoDepth);
+    last_slot_ = slot;
     return Result::kOk;
   }
   if (grid_ && has_price) {  // since 2023: the price first, the index not at all
@@ -1131,13 +1090,14 @@ OrderBook::Result OrderBook::update(Side side, uint64_t id, int64_t size, bool h
     if (slot != kNoSlot) [[likely]] {
       pool_[slot].size = size;
       old_price = price;
-      set_hint(kNoDepth);
+      last_slot_ = slot;
       return Result::kOk;
     }
   }
   const uint64_t at = find(s, id);
   if (at == kNotFound) return Result::kUnknownLevel;
   const uint32_t slot = slot_at(at);
+  last_slot_ = slot;
   BookLevel& l = pool_[slot];
   l.size = size;
   const double key = key_at(at);
@@ -1145,7 +1105,6 @@ OrderBook::Result OrderBook::update(Side side, uint64_t id, int64_t size, bool h
   if (has_price && key_of(s, price) != key) [[unlikely]] {
     move_level(s, at, price);
   }
-  set_hint(kNoDepth);
   return Result::kOk;  // the price kept (all 2021 updates): no search
 }
 
@@ -1165,6 +1124,7 @@ OrderBook::Result OrderBook::remove(Side side, uint64_t id, double& old_price) n
     double key;
     if (!locate(s, id, slot, key)) return Result::kUnknownLevel;
     old_price = key_of(s, key);
+    last_slot_ = slot;
     unplace(s, slot, key);
     free_[free_count_++] = slot;
     return Result::kOk;
@@ -1174,6 +1134,7 @@ OrderBook::Result OrderBook::remove(Side side, uint64_t id, double& old_price) n
   const uint32_t slot = slot_at(at);
   const double key = key_at(at);
   old_price = key_of(s, key);
+  last_slot_ = slot;
   unplace(s, slot, key);  // the key from the index line: no wait for the pool line
   free_[free_count_++] = slot;
   index_erase(at);
@@ -1200,6 +1161,7 @@ OrderBook::Result OrderBook::remove(Side side, uint64_t id, bool has_price, doub
     const uint64_t at = slot == kNoSlot ? kNotFound : find_slot(s, id, slot);
     if (at != kNotFound) [[likely]] {
       old_price = price;
+      last_slot_ = slot;
       unplace(s, slot, key);
       free_[free_count_++] = slot;
       index_erase(at);
@@ -1264,12 +1226,13 @@ BMX_HOT_INLINE bool OrderBook::insert_linear(unsigned side, uint64_t id, double 
   if (locate_tick(side, t, slot, held)) [[unlikely]] {  // held at this very price: a replacement
     pool_[slot].size = size;
     old_price = price;
-    set_hint(kNoDepth);
+    last_slot_ = slot;
     result = Result::kDuplicateInsert;
     return true;
   }
   slot = free_[--free_count_];
   pool_[slot] = BookLevel{price, size, id};
+  last_slot_ = slot;
   place_tick(side, slot, key, t);
   result = Result::kOk;
   return true;

@@ -396,21 +396,19 @@ class OrderBook {
     return remove(side, id, old_price);
   }
 
-  // Where the last insert put its level, or where the last remove took it from, as a depth
-  // (0 = the best level), for a publisher that keeps its own sorted copy of each side and would
-  // otherwise search it. In the sorted tiers it comes free with the operation's own search (O(1));
-  // in a price ladder it is counted when asked, from the bitmap words between the level's tick and
-  // the best (a popcount a word, 64 words at most). kNoDepth after an update (which finds its
-  // level without a search) and a partial's bulk insert. Valid until the next change of the book.
-  static constexpr uint32_t kNoDepth = UINT32_MAX;
-  [[nodiscard]] uint32_t depth_hint() const noexcept {
-    return hint_ladder_ ? ladder_[hint_side_].rank(hint_tick_) : depth_hint_;
+  // The pool slot of the level the last insert, update or remove held (before a remove gave it
+  // back). A level keeps its slot while it lives, whatever moves in the price order, so that a
+  // publisher can keep its own copy of each level in the same slot and change it with one store.
+  // Slots are below the largest number of levels the book has held at once since its last
+  // clear(): the free slots are handed out lowest first, and given back ones first. O(1).
+  [[nodiscard]] uint32_t last_slot() const noexcept { return last_slot_; }
+  // The slot of the side's best level, or kNoSlot when the side is empty. O(1).
+  static constexpr uint32_t kNoSlot = UINT32_MAX;
+  [[nodiscard]] uint32_t best_slot(Side side) const noexcept {
+    const unsigned s = index(side);
+    if (grid_) return ladder_[s].empty() ? kNoSlot : ladder_[s].best_slot();
+    return top_[s].empty() ? kNoSlot : top_[s].top_slot();
   }
-  // Depth of level (side, id) when it is among the 64 best of its side, else kNoDepth (also when
-  // the book does not hold it). One index probe, then one branch-free pass over the 64 best keys
-  // (sorted tiers) or a count of bitmap words (price ladder); no allocation. For an update, whose
-  // own lookup does not learn the depth.
-  [[nodiscard]] uint32_t depth_of(Side side, uint64_t id) const noexcept;
 
   // The price of level (side, id), or 0 when the book does not hold it. No allocation.
   [[nodiscard]] double level_price(Side side, uint64_t id) const noexcept;
@@ -516,7 +514,6 @@ class OrderBook {
   [[nodiscard]] uint64_t find_slot(unsigned side, uint64_t id, uint32_t slot) const noexcept;
   // The slot of the level at `price` on `side` when a ladder cell holds one and its id is `id`,
   // else kNoSlot. On the grid only; reads the cell and the level's pool line.
-  static constexpr uint32_t kNoSlot = UINT32_MAX;
   [[nodiscard]] uint32_t slot_at_price(unsigned side, uint64_t id, double key) const noexcept;
   // One probe for an insert: the cell holding (side, id) (found), or else the first free cell on
   // its probe sequence, and how many full buckets were passed on the way.
@@ -619,10 +616,6 @@ class OrderBook {
   bool grid_ = false;
   uint32_t regrid_budget_ = 0;  // finer grids still allowed since the last partial
   uint64_t regrids_ = 0;
-  // depth_hint() of a ladder operation: the rank of hint_tick_, counted when asked.
-  bool hint_ladder_ = false;
-  unsigned hint_side_ = 0;
-  int64_t hint_tick_ = 0;
   book_detail::LineArray<BookLevel> pool_;
   book_detail::LineArray<uint32_t> free_;  // stack of free slots, free_count_ of them
   // (capacity_ - size(): the book is full when it is 0)
@@ -633,12 +626,8 @@ class OrderBook {
   uint32_t free_count_ = 0;
   uint32_t capacity_ = 0;
   uint64_t rehashes_ = 0;
-  uint64_t seeds_ = 0;  // multipliers drawn so far
-  uint32_t depth_hint_ = kNoDepth;
-  void set_hint(size_t depth) noexcept {
-    depth_hint_ = static_cast<uint32_t>(depth);
-    hint_ladder_ = false;
-  }
+  uint64_t seeds_ = 0;      // multipliers drawn so far
+  uint32_t last_slot_ = 0;  // last_slot()
   bool grew_ = false;
 };
 

@@ -9,9 +9,9 @@
 //   header.stats    Stats           counters for tools
 //   header.dir      Directory       symbol and table names by dense id
 //   header.ring     Ring            2^k 64-byte slots, each one record (or text continuation)
-//   header.books    Book[n]         per (book table, symbol): seqlock, stamp, top of book, levels
-//   header.trades   TradeQuote[s]   last trade and quote per symbol, seqlocked
-//   header.rows     RowSlot[r]      current rows of keyed tables, open addressing by (table, key)
+//   header.books    Book[n]         per (book table, symbol): seqlock, stamp, best slots, level
+//   slots header.trades   TradeQuote[s]   last trade and quote per symbol, seqlocked header.rows
+//   RowSlot[r]      current rows of keyed tables, open addressing by (table, key)
 //
 // Change anything here and bump kLayoutVersion: tests/shm_layout_test.cpp freezes the size and
 // offset of every shared struct and fails until the version and the frozen values agree.
@@ -26,7 +26,7 @@
 namespace bmx::shm {
 
 inline constexpr uint64_t kMagic = 0x31304d4853584d42ULL;  // "BMXSHM01", little-endian
-inline constexpr uint32_t kLayoutVersion = 1;
+inline constexpr uint32_t kLayoutVersion = 2;
 inline constexpr size_t kCacheLine = 64;
 inline constexpr size_t kNameBytes = 32;  // symbol and table names, NUL-padded
 
@@ -55,8 +55,8 @@ struct alignas(kCacheLine) Header {
   uint32_t max_symbols;  // directory entries and TradeQuote slots
   uint32_t max_tables;   // directory entries
   uint32_t max_books;    // Book slots
-  uint32_t book_levels;  // levels per side a Book holds
-  uint32_t level_slots;  // slots per side buffer (room to move at both ends)
+  uint32_t book_levels;  // levels per side a Book is sized for
+  uint32_t book_slots;   // level slots per Book, both sides together: 2 * book_levels
   uint32_t row_slots;    // RowSlot count (power of two)
   uint32_t row_bytes;    // bytes of JSON text a RowSlot holds
   uint32_t book_bytes;   // size of one Book, levels included
@@ -174,26 +174,46 @@ struct Level {
   uint64_t id;
 };
 
-// One book. Each side is a run of levels inside its own buffer of `level_slots` levels, sorted
-// worst to best with the *best at the back* (index end-1), the layout that lets the producer insert
-// and delete near the top of the book by moving a few levels. A reader finds the top in O(1)
-// (levels[side][end-1]) and walks a ladder backwards. `seq` is a seqlock (odd while the producer
-// changes the book); `stamp` is the ring sequence of the last record the book reflects.
+// One level of a book, in the slot its producer keeps it in. The feed keeps each level in the
+// slot its own order book holds it in (a level never moves while it lives), so that a change is
+// one store into one slot: no search, no shift. `side` says whether the slot holds a level.
+struct BookSlot {
+  double price;
+  int64_t size;
+  uint64_t id;
+  uint32_t side;  // kSlotFree, kSlotBid, kSlotAsk
+  uint32_t reserved;
+};
+static_assert(sizeof(BookSlot) == 32);
+inline constexpr uint32_t kSlotFree = 0;
+inline constexpr uint32_t kSlotBid = 1;
+inline constexpr uint32_t kSlotAsk = 2;
+inline constexpr uint32_t kNoLevel = UINT32_MAX;  // Book::best of an empty side
+
+// One book: a header of two lines, then `book_slots` BookSlots (both sides, in no order). The
+// best level of each side is the slot `best[side]` names: O(1). A reader that wants the ladder
+// copies the slots below `high` and sorts them (Reader::copy_book). `seq` is a seqlock (odd while
+// the producer changes the book); `stamp` is the ring sequence of the last record the book
+// reflects.
 struct alignas(kCacheLine) Book {
+  // What a reader of the top reads: one line.
   std::atomic<uint64_t> seq;
   std::atomic<uint64_t> stamp;
-  std::atomic<uint32_t> used;  // 1 once table/symbol are set
+  std::atomic<uint64_t> updates;      // records applied since creation
+  std::atomic<int64_t> last_recv_ns;  // receive time (CLOCK_REALTIME) of the last frame it changed
+  std::atomic<uint32_t> used;         // 1 once table/symbol are set
   uint16_t table;
   uint16_t reserved0;
   uint32_t symbol;
-  std::atomic<uint32_t> stale;        // 1 while the book cannot be trusted (until a partial)
-  std::atomic<uint32_t> begin[2];     // [side]: first level in the side's buffer
-  std::atomic<uint32_t> end[2];       // [side]: one past the best level
-  std::atomic<uint64_t> updates;      // records applied since creation
-  std::atomic<int64_t> last_recv_ns;  // receive time (CLOCK_REALTIME) of the last frame it changed
-  // Followed by Level levels[2][level_slots] (bids' buffer, then asks').
+  std::atomic<uint32_t> stale;    // 1 while the book cannot be trusted (until a partial)
+  std::atomic<uint32_t> best[2];  // [side]: slot of the best level; kNoLevel when the side is empty
+  std::atomic<uint32_t> count[2];  // [side]: levels held
+  // What a copy of the whole book reads besides.
+  alignas(kCacheLine) std::atomic<uint32_t> high;  // every slot at or above it is free
+  uint32_t reserved1[15];
+  // Followed by BookSlot slots[book_slots].
 };
-static_assert(sizeof(Book) == 64);
+static_assert(sizeof(Book) == 128);
 
 // Last trade and quote of one symbol, under one seqlock.
 struct TradeQuoteBody {
@@ -253,7 +273,8 @@ struct SegmentConfig {
   uint32_t max_symbols = 1024;
   uint32_t max_tables = 64;
   uint32_t max_books = 64;
-  uint32_t book_levels = 8192;  // per side; 2021 XBTUSD had 5557 bids
+  uint32_t book_levels = 8192;  // per side (room for twice as many, both sides together); 2021
+                                // XBTUSD had 5557 bids
   uint32_t row_slots = 4096;
   uint32_t row_bytes = 4096;  // an instrument row is ~2.5 KB of JSON
 };

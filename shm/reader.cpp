@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <thread>
@@ -178,62 +179,78 @@ const Book* Reader::find_book(uint16_t table, uint32_t symbol) const noexcept {
   return nullptr;
 }
 
+// The slots below the book's `high` are copied under the seqlock (one pass over memory, nothing
+// else), then split by side and sorted outside it.
 bool Reader::copy_book(uint16_t table, uint32_t symbol, BookCopy& out) const {
   const Book* b = find_book(table, symbol);
   if (!b) return false;
-  const uint32_t slots = seg_.header().level_slots, cap = seg_.header().book_levels;
+  const uint32_t cap = seg_.header().book_slots;
   out.table = table;
   out.symbol = symbol;
-  out.bids.reserve(cap);  // once: later copies do not allocate
-  out.asks.reserve(cap);
+  out.raw.reserve(cap);  // once: later copies do not allocate
+  const BookSlot* slots = seg_.book_slots(*b);
+  bool copied = false, sane = false;
   for (BookRetry retry(seg_.header().producer_pid); retry.again(b->seq);) {
     const uint64_t s = read_begin(b->seq);
     if (s & 1) continue;
-    bool sane = true;
-    for (int side = 0; side < 2; ++side) {
-      const uint32_t begin = b->begin[side].load(std::memory_order_acquire);
-      const uint32_t end = b->end[side].load(std::memory_order_acquire);
-      auto& v = side == 0 ? out.bids : out.asks;
-      if (begin > end || end > slots || end - begin > cap) {
-        sane = false;  // torn (or hostile): the seqlock check decides
-        v.clear();
-        continue;
-      }
-      v.resize(end - begin);
-      const Level* lv = seg_.levels(*b, side);
-      for (uint32_t i = 0; i < end - begin; ++i)
-        load_words(&v[i], &lv[end - 1 - i], sizeof(Level) / 8);  // best first
-    }
+    const uint32_t high = b->high.load(std::memory_order_acquire);
+    sane = high <= cap;  // torn (or hostile): the seqlock check decides
+    out.raw.resize(sane ? high : 0);
+    load_words(out.raw.data(), slots, out.raw.size() * (sizeof(BookSlot) / 8));
     out.stamp = b->stamp.load(std::memory_order_acquire);
     out.stale = b->stale.load(std::memory_order_acquire) != 0;
     if (read_valid(b->seq, s)) {
-      if (sane) return true;
-      return false;  // a consistent but impossible book: not ours to trust
+      copied = true;
+      break;
     }
   }
-  return false;
+  if (!copied || !sane) return false;  // a consistent but impossible book: not ours to trust
+  out.bids.clear();
+  out.asks.clear();
+  std::vector<uint32_t>& order = out.order;  // slot numbers, sorted best first
+  order.reserve(cap);
+  for (int side = 0; side < 2; ++side) {
+    const uint32_t want = side == 0 ? kSlotBid : kSlotAsk;
+    order.clear();
+    for (uint32_t k = 0; k < out.raw.size(); ++k) {
+      if (out.raw[k].side == want) order.push_back(k);
+    }
+    const auto better = [&](uint32_t x, uint32_t y) {
+      const double px = out.raw[x].price, py = out.raw[y].price;
+      if (px != py) return side == 0 ? px > py : px < py;
+      return x > y;
+    };
+    std::sort(order.begin(), order.end(), better);
+    auto& v = side == 0 ? out.bids : out.asks;
+    v.reserve(cap);
+    for (const uint32_t k : order)
+      v.push_back(Level{out.raw[k].price, out.raw[k].size, out.raw[k].id});
+  }
+  return true;
 }
 
 bool Reader::top(uint16_t table, uint32_t symbol, Top& out) const noexcept {
   const Book* b = find_book(table, symbol);
   if (!b) return false;
-  const uint32_t slots = seg_.header().level_slots;
+  const uint32_t cap = seg_.header().book_slots;
+  const BookSlot* slots = seg_.book_slots(*b);
   for (BookRetry retry(seg_.header().producer_pid); retry.again(b->seq);) {
     const uint64_t s = read_begin(b->seq);
     if (s & 1) continue;
     Top t;
     bool sane = true;
     for (int side = 0; side < 2; ++side) {
-      const uint32_t begin = b->begin[side].load(std::memory_order_acquire);
-      const uint32_t end = b->end[side].load(std::memory_order_acquire);
-      if (begin > end || end > slots) {
+      const uint32_t k = b->best[side].load(std::memory_order_acquire);
+      if (k == kNoLevel) continue;
+      if (k >= cap) {
         sane = false;
         continue;
       }
-      if (end > begin) {
-        load_words(side == 0 ? &t.bid : &t.ask, &seg_.levels(*b, side)[end - 1], sizeof(Level) / 8);
-        (side == 0 ? t.has_bid : t.has_ask) = true;
-      }
+      BookSlot l;
+      load_words(&l, &slots[k], sizeof(BookSlot) / 8);
+      sane = sane && l.side == (side == 0 ? kSlotBid : kSlotAsk);
+      (side == 0 ? t.bid : t.ask) = Level{l.price, l.size, l.id};
+      (side == 0 ? t.has_bid : t.has_ask) = true;
     }
     t.stamp = b->stamp.load(std::memory_order_acquire);
     t.updates = b->updates.load(std::memory_order_acquire);

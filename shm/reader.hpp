@@ -63,13 +63,17 @@ struct PollResult {
   bool restarted = false;  // the producer re-initialised the segment: re-attach and resync
 };
 
-// A book copied whole: levels best first.
+// A book copied whole: levels best first (bids by price descending, asks ascending; equal prices,
+// which a sane book never has, by slot, the higher first).
 struct BookCopy {
   uint16_t table = 0;
   uint32_t symbol = kNoSymbol;
   uint64_t stamp = 0;  // the ring sequence of the last record it reflects
   bool stale = false;
   std::vector<Level> bids, asks;
+  // copy_book's scratch (the slots as copied, their order), kept to spare later copies allocations.
+  std::vector<BookSlot> raw;
+  std::vector<uint32_t> order;
 };
 
 struct Top {

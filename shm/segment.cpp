@@ -60,7 +60,7 @@ void check_config(const SegmentConfig& c) {
 Offsets layout_of(const SegmentConfig& c) noexcept {
   Offsets o{};
   o.book_bytes =
-      static_cast<uint32_t>(sizeof(Book) + 2 * (2 * uint64_t{c.book_levels} + 2) * sizeof(Level));
+      static_cast<uint32_t>(sizeof(Book) + 2 * uint64_t{c.book_levels} * sizeof(BookSlot));
   o.book_bytes = static_cast<uint32_t>((o.book_bytes + kCacheLine - 1) & ~(kCacheLine - 1));
   o.row_slot_bytes = static_cast<uint32_t>(sizeof(RowSlot) + c.row_bytes);
   o.stats = page_up(sizeof(Header));
@@ -120,7 +120,7 @@ bool consistent(const Header& h, uint64_t size) {
   return o.stats == h.stats_offset && o.dir == h.dir_offset && o.ring == h.ring_offset &&
          o.books == h.books_offset && o.trades == h.trades_offset && o.rows == h.rows_offset &&
          o.total == h.total_bytes && o.book_bytes == h.book_bytes &&
-         h.level_slots == 2 * h.book_levels + 2;
+         h.book_slots == 2 * h.book_levels;
 }
 
 bool pid_alive(int32_t pid) {
@@ -150,7 +150,7 @@ void initialise(char* base, const SegmentConfig& c, const Offsets& o, uint64_t e
   h->max_tables = c.max_tables;
   h->max_books = c.max_books;
   h->book_levels = c.book_levels;
-  h->level_slots = 2 * c.book_levels + 2;
+  h->book_slots = 2 * c.book_levels;
   h->row_slots = c.row_slots;
   h->row_bytes = c.row_bytes;
   h->book_bytes = o.book_bytes;

@@ -62,9 +62,8 @@ class Segment {
   [[nodiscard]] Book& book(uint32_t i) const noexcept {
     return at<Book>(header().books_offset + uint64_t{i} * header().book_bytes);
   }
-  [[nodiscard]] Level* levels(const Book& b, int side) const noexcept {
-    return reinterpret_cast<Level*>(const_cast<Book*>(&b) + 1) +
-           static_cast<size_t>(side) * header().level_slots;
+  [[nodiscard]] BookSlot* book_slots(const Book& b) const noexcept {
+    return reinterpret_cast<BookSlot*>(const_cast<Book*>(&b) + 1);
   }
   [[nodiscard]] TradeQuote& trade_quote(uint32_t symbol) const noexcept {
     return (&at<TradeQuote>(header().trades_offset))[symbol];

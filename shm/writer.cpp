@@ -12,50 +12,18 @@ namespace {
 
 constexpr size_t kRecordWords = sizeof(RecordBody) / 8;
 constexpr size_t kTextBytes = kTextSlotBytes;
-constexpr size_t kLevelWords = sizeof(Level) / 8;
+constexpr size_t kSlotWords = sizeof(BookSlot) / 8;
 
 uint8_t side_flag(Side side) noexcept {
   return side == Side::kSell ? kFlagSell : 0;
 }
 
-double sign_of(Side side) noexcept {
-  return side == Side::kBuy ? 1.0 : -1.0;
+uint32_t side_word(Side side) noexcept {
+  return side == Side::kSell ? kSlotAsk : kSlotBid;
 }
 
 uint64_t row_hash(uint16_t table, std::string_view key) noexcept {
   return shm::row_hash(table, key.data(), key.size());
-}
-
-// First position in [begin, end) whose level's price * sg is >= x (kStrict: > x); the levels
-// ascend by price * sg. Galloping from the back: most changes of a BitMEX book fall within its
-// top few dozen levels, where probes 1, 2, 4, 8... from the best find the window in a few hot
-// cache lines; a binary search over a whole side (5557 bids in 2021) missed on every step. A
-// level at depth d costs about 2 log2(d) probes.
-template <bool kStrict>
-size_t bound_from_back(const Level* lv, size_t begin, size_t end, double sg, double x) noexcept {
-  const auto below = [&](size_t i) {
-    const double k = lv[i].price * sg;
-    return kStrict ? k <= x : k < x;
-  };
-  size_t lo = begin, hi = end;  // the answer is in [lo, hi]; every level in [hi, end) is not below
-  for (size_t step = 1; hi - lo > step; step *= 2) {
-    if (below(hi - step)) {
-      lo = hi - step + 1;
-      break;
-    }
-    hi -= step;
-  }
-  size_t len = hi - lo;
-  while (len > 0) {
-    const size_t half = len / 2;
-    if (below(lo + half)) {
-      lo += half + 1;
-      len -= half + 1;
-    } else {
-      len = half;
-    }
-  }
-  return lo;
 }
 
 }  // namespace
@@ -65,8 +33,7 @@ Writer::Writer(Segment& segment)
       h_(segment.header()),
       next_seq_(h_.next_seq.load(std::memory_order_relaxed)),
       ring_mask_(h_.ring_slots - 1),
-      level_slots_(h_.level_slots),
-      book_levels_(h_.book_levels) {
+      book_slots_(h_.book_slots) {
   if (!segment.writable()) throw std::invalid_argument("shm::Writer needs a writable segment");
   books_ = reinterpret_cast<const char*>(&seg_.book(0));
   book_shift_ = static_cast<uint32_t>(std::countr_zero(h_.book_bytes));
@@ -75,7 +42,7 @@ Writer::Writer(Segment& segment)
   for (int i = 0; i < 5; ++i)
     book_inverse_ *= 2 - odd * book_inverse_;
   ring_ = &seg_.slot(0);
-  slots_.resize(h_.max_books);
+  book_state_.resize(h_.max_books);
   touched_.reserve(h_.max_books);
   by_table_.resize(h_.max_tables);
   tq_.resize(h_.max_symbols);
@@ -164,7 +131,7 @@ void Writer::begin_frame(int64_t recv_ns) noexcept {
 // whether it is the frame's last. A reader sees the slot as not yet written until then, exactly
 // as while the body was being stored. No copy of the record is kept. `body` is complete (times
 // included); the caller has published the previous record.
-inline void Writer::put_record(const RecordBody& body, uint32_t book_slot) noexcept {
+inline void Writer::put_record(const RecordBody& body, uint32_t book) noexcept {
   const uint64_t seq = next_seq_;
   Record& dst = ring_[seq & ring_mask_];
   dst.seq.store(kBusy, std::memory_order_relaxed);
@@ -175,18 +142,18 @@ inline void Writer::put_record(const RecordBody& body, uint32_t book_slot) noexc
   pending_seq_ = seq;
   next_seq_ = seq + 1;
   ++frame_records_;
-  if (book_slot != kNoSlot) slots_[book_slot].last_seq = seq;
+  if (book != kNoBook) book_state_[book].last_seq = seq;
 }
 
-// Segment::levels() without reading the header: the side's buffer follows the Book.
-Level* Writer::levels(const Book& b, int side) const noexcept {
-  return reinterpret_cast<Level*>(const_cast<Book*>(&b) + 1) + size_t{level_slots_} * side;
+// Segment::book_slots() without reading the header: the slots follow the Book.
+BookSlot* Writer::level_slots(const Book& b) const noexcept {
+  return reinterpret_cast<BookSlot*>(const_cast<Book*>(&b) + 1);
 }
 
 // A book record, built in place.
 inline void Writer::emit_level(const Book& b, RecordKind kind, uint8_t flags, double price,
                                int64_t size, uint64_t id, int64_t exchange_ns,
-                               uint32_t book_slot) noexcept {
+                               uint32_t book) noexcept {
   publish_pending(false);
   const RecordBody body{static_cast<uint8_t>(kind),
                         flags,
@@ -198,7 +165,7 @@ inline void Writer::emit_level(const Book& b, RecordKind kind, uint8_t flags, do
                         price,
                         size,
                         id};
-  put_record(body, book_slot);
+  put_record(body, book);
 }
 
 void Writer::emit(const RecordBody& r, std::string_view text) noexcept {
@@ -206,7 +173,7 @@ void Writer::emit(const RecordBody& r, std::string_view text) noexcept {
   RecordBody body = r;
   body.recv_ns = recv_ns_;
   body.publish_ns = publish_ns_;
-  put_record(body, kNoSlot);
+  put_record(body, kNoBook);
   // Text after the record's body but before its sequence: a reader that sees the record's
   // sequence sees its text.
   const uint64_t seq = next_seq_;
@@ -249,8 +216,12 @@ void Writer::publish_pending(bool last) noexcept {
 void Writer::end_frame() noexcept {
   publish_pending(true);
   for (const uint32_t i : touched_) {
-    Book& b = *slots_[i].book;
-    b.stamp.store(slots_[i].last_seq, std::memory_order_release);
+    BookState& st = book_state_[i];
+    Book& b = *st.book;
+    if (st.top_dirty) [[unlikely]] {
+      find_top(b);  // changed through kAnySlot calls, or its caller did not say
+    }
+    b.stamp.store(st.last_seq, std::memory_order_release);
     b.last_recv_ns.store(recv_ns_, std::memory_order_release);
     write_end(b.seq);
   }
@@ -276,7 +247,7 @@ Book* Writer::book(uint16_t table, uint32_t symbol) noexcept {
     return nullptr;
   }
   uint32_t& idx = by_table_[table][symbol];
-  if (idx) return slots_[idx - 1].book;
+  if (idx) return book_state_[idx - 1].book;
   if (books_used_ == h_.max_books) {
     seg_.stats().segment_full.fetch_add(1, std::memory_order_relaxed);
     return nullptr;
@@ -284,42 +255,49 @@ Book* Writer::book(uint16_t table, uint32_t symbol) noexcept {
   Book& b = seg_.book(books_used_);
   b.table = table;
   b.symbol = symbol;
-  for (int s = 0; s < 2; ++s) {
-    b.begin[s].store(level_slots_ / 2, std::memory_order_release);
-    b.end[s].store(level_slots_ / 2, std::memory_order_release);
-  }
+  for (int s = 0; s < 2; ++s)
+    b.best[s].store(kNoLevel, std::memory_order_release);
   b.stale.store(1, std::memory_order_release);  // nothing to trust before its partial
   b.used.store(1, std::memory_order_release);
-  slots_[books_used_].book = &b;
+  book_state_[books_used_].book = &b;
   idx = ++books_used_;
   return &b;
 }
 
-// A book's slot: its offset in the books region over book_bytes. The offset is an exact multiple,
-// so the division is a shift and a multiplication by the inverse of book_bytes' odd part modulo
-// 2^64 (a 64-bit divide costs tens of cycles, and every level change needs the slot).
-inline uint32_t Writer::slot_of(const Book& b) const noexcept {
+// A book's index: its offset in the books region over book_bytes. The offset is an exact
+// multiple, so the division is a shift and a multiplication by the inverse of book_bytes' odd
+// part modulo 2^64 (a 64-bit divide costs tens of cycles, and every level change needs it).
+inline uint32_t Writer::index_of(const Book& b) const noexcept {
   const auto off = static_cast<uint64_t>(reinterpret_cast<const char*>(&b) - books_);
   return static_cast<uint32_t>((off >> book_shift_) * book_inverse_);
 }
 
-// Opens the book's seqlock once per frame. Returns its slot. Inline: every level change calls it.
+// Opens the book's seqlock once per frame. Returns its index. Inline: every level change calls
+// it.
 inline uint32_t Writer::touch(Book& b) noexcept {
-  const uint32_t slot = slot_of(b);
-  BookState& st = slots_[slot];
-  if (st.frame == frame_no_) return slot;
+  const uint32_t i = index_of(b);
+  BookState& st = book_state_[i];
+  if (st.frame == frame_no_) return i;
   st.frame = frame_no_;
   write_begin(b.seq);
-  touched_.push_back(slot);  // reserved: no allocation
-  return slot;
+  touched_.push_back(i);  // reserved: no allocation
+  return i;
 }
 
+// Cold (partials): O(slots in use).
 void Writer::book_clear(Book& b) noexcept {
-  const uint32_t slot = touch(b);
-  for (int s = 0; s < 2; ++s) {
-    b.begin[s].store(level_slots_ / 2, std::memory_order_release);
-    b.end[s].store(level_slots_ / 2, std::memory_order_release);
+  const uint32_t i = touch(b);
+  BookSlot* sl = level_slots(b);
+  const uint32_t high = b.high.load(std::memory_order_relaxed);
+  for (uint32_t k = 0; k < high; ++k) {
+    std::atomic_ref<uint32_t>(sl[k].side).store(kSlotFree, std::memory_order_release);
   }
+  b.high.store(0, std::memory_order_release);
+  for (int s = 0; s < 2; ++s) {
+    b.count[s].store(0, std::memory_order_release);
+    b.best[s].store(kNoLevel, std::memory_order_release);
+  }
+  book_state_[i].top_dirty = false;
   if (b.stale.load(std::memory_order_relaxed)) {
     b.stale.store(0, std::memory_order_release);
     auto& g = seg_.stats().stale_books;
@@ -327,146 +305,132 @@ void Writer::book_clear(Book& b) noexcept {
     if (n) g.store(n - 1, std::memory_order_relaxed);
   }
   b.updates.store(b.updates.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-  emit_level(b, RecordKind::kBookClear, 0, 0, 0, 0, 0, slot);
+  emit_level(b, RecordKind::kBookClear, 0, 0, 0, 0, 0, i);
 }
 
-// Index of the level (price, id) in the side's buffer, or SIZE_MAX. Levels are sorted by
-// price * sign ascending (best at the back); prices are exact doubles. `depth` (kNoDepth:
-// unknown) is tried first.
-size_t Writer::find_level(const Book& b, Side side, double price, uint64_t id,
-                          uint32_t depth) const noexcept {
-  const Level* lv = levels(b, index(side));
-  const double sg = sign_of(side);
-  const size_t end = b.end[index(side)].load(std::memory_order_relaxed);
-  const size_t begin = b.begin[index(side)].load(std::memory_order_relaxed);
-  if (depth < end - begin) {
-    const size_t i = end - 1 - depth;
-    if (lv[i].id == id && lv[i].price == price) [[likely]] {
-      return i;
+// kAnySlot callers: the slot holding (side, price, id), or kAnySlot. O(slots in use).
+uint32_t Writer::find_slot(const Book& b, Side side, double price, uint64_t id) const noexcept {
+  const BookSlot* sl = level_slots(b);
+  const uint32_t high = b.high.load(std::memory_order_relaxed);
+  for (uint32_t k = 0; k < high; ++k) {
+    if (sl[k].side == side_word(side) && sl[k].id == id && sl[k].price == price) return k;
+  }
+  return kAnySlot;
+}
+
+// kAnySlot callers: the lowest free slot (book_slots_ when there is none). O(slots in use).
+uint32_t Writer::free_slot(const Book& b) const noexcept {
+  const BookSlot* sl = level_slots(b);
+  const uint32_t high = b.high.load(std::memory_order_relaxed);
+  for (uint32_t k = 0; k < high; ++k) {
+    if (sl[k].side == kSlotFree) return k;
+  }
+  return high;
+}
+
+// A change the segment's book cannot take: the slot is past the book's room (deeper than
+// --book-levels) or does not hold what the caller says. The book is stale until its next
+// partial; a reader is never shown a book the producer could not keep.
+bool Writer::refuse(Book& b, uint32_t slot) noexcept {
+  if (slot >= book_slots_) seg_.stats().segment_full.fetch_add(1, std::memory_order_relaxed);
+  book_stale(b);
+  return false;
+}
+
+// Hot path: the level goes into its slot, one 32-byte store. No allocation, lock or system call.
+bool Writer::book_insert(Book& b, Side side, double price, int64_t size, uint64_t id,
+                         int64_t exchange_ns, uint32_t slot) noexcept {
+  const uint32_t i = touch(b);
+  if (slot == kAnySlot) slot = free_slot(b);
+  BookSlot* sl = level_slots(b);
+  if (slot >= book_slots_ || sl[slot].side != kSlotFree) [[unlikely]] {
+    return refuse(b, slot);
+  }
+  const BookSlot l{price, size, id, side_word(side), 0};
+  copy_words(&sl[slot], &l, kSlotWords);
+  const int s = index(side);
+  b.count[s].store(b.count[s].load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  if (slot >= b.high.load(std::memory_order_relaxed)) {
+    b.high.store(slot + 1, std::memory_order_release);
+  }
+  book_state_[i].top_dirty = true;
+  b.updates.store(b.updates.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  emit_level(b, RecordKind::kBookInsert, side_flag(side), price, size, id, exchange_ns, i);
+  return true;
+}
+
+// Hot path: the level's size (and price, when it moved) stored into its slot.
+bool Writer::book_update(Book& b, Side side, double old_price, double price, int64_t size,
+                         uint64_t id, int64_t exchange_ns, uint32_t slot) noexcept {
+  const uint32_t i = touch(b);
+  if (slot == kAnySlot) slot = find_slot(b, side, old_price, id);
+  BookSlot* sl = level_slots(b);
+  if (slot >= book_slots_ || sl[slot].side != side_word(side) || sl[slot].id != id) [[unlikely]] {
+    return refuse(b, slot);
+  }
+  std::atomic_ref<int64_t>(sl[slot].size).store(size, std::memory_order_release);
+  uint8_t flags = side_flag(side);
+  if (price != old_price) {  // the level moved: one record says both, kFlagHasPrice set
+    std::atomic_ref<double>(sl[slot].price).store(price, std::memory_order_release);
+    flags |= kFlagHasPrice;
+  }
+  book_state_[i].top_dirty = true;
+  b.updates.store(b.updates.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  emit_level(b, RecordKind::kBookUpdate, flags, price, size, id, exchange_ns, i);
+  return true;
+}
+
+// Hot path: the slot marked free.
+bool Writer::book_delete(Book& b, Side side, double price, uint64_t id, int64_t exchange_ns,
+                         uint32_t slot) noexcept {
+  const uint32_t i = touch(b);
+  if (slot == kAnySlot) slot = find_slot(b, side, price, id);
+  BookSlot* sl = level_slots(b);
+  if (slot >= book_slots_ || sl[slot].side != side_word(side) || sl[slot].id != id) [[unlikely]] {
+    return refuse(b, slot);
+  }
+  std::atomic_ref<uint32_t>(sl[slot].side).store(kSlotFree, std::memory_order_release);
+  const int s = index(side);
+  b.count[s].store(b.count[s].load(std::memory_order_relaxed) - 1, std::memory_order_release);
+  book_state_[i].top_dirty = true;
+  b.updates.store(b.updates.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  emit_level(b, RecordKind::kBookDelete, side_flag(side), price, 0, id, exchange_ns, i);
+  return true;
+}
+
+void Writer::book_top(Book& b, uint32_t bid_slot, uint32_t ask_slot) noexcept {
+  const uint32_t i = index_of(b);
+  if (b.best[0].load(std::memory_order_relaxed) != bid_slot ||
+      b.best[1].load(std::memory_order_relaxed) != ask_slot) {
+    touch(b);
+    b.best[0].store(bid_slot < book_slots_ ? bid_slot : kNoLevel, std::memory_order_release);
+    b.best[1].store(ask_slot < book_slots_ ? ask_slot : kNoLevel, std::memory_order_release);
+  }
+  book_state_[i].top_dirty = false;
+}
+
+// Each side's best level by a scan of the slots in use: for books changed through kAnySlot
+// calls. Among equal prices the higher slot counts as better (Reader::copy_book's order).
+void Writer::find_top(Book& b) noexcept {
+  const BookSlot* sl = level_slots(b);
+  const uint32_t high = b.high.load(std::memory_order_relaxed);
+  uint32_t best[2] = {kNoLevel, kNoLevel};
+  for (uint32_t k = 0; k < high; ++k) {
+    const uint32_t side = sl[k].side;
+    if (side == kSlotFree) continue;
+    const int s = side == kSlotAsk ? 1 : 0;
+    const double p = sl[k].price;
+    if (best[s] == kNoLevel || (s == 0 ? p >= sl[best[s]].price : p <= sl[best[s]].price)) {
+      best[s] = k;
     }
   }
-  const size_t lo = bound_from_back<false>(lv, begin, end, sg, price * sg);
-  for (size_t i = lo; i < end && lv[i].price == price; ++i) {  // equal prices: by id
-    if (lv[i].id == id) return i;
-  }
-  return SIZE_MAX;
-}
-
-bool Writer::book_insert(Book& b, Side side, double price, int64_t size, uint64_t id,
-                         int64_t exchange_ns, uint32_t depth) noexcept {
-  const uint32_t slot = touch(b);
-  if (!place(b, side, price, size, id, depth)) {
-    book_stale(b);  // deeper than the segment was sized for (--book-levels)
-    seg_.stats().segment_full.fetch_add(1, std::memory_order_relaxed);
-    return false;
-  }
-  b.updates.store(b.updates.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-  emit_level(b, RecordKind::kBookInsert, side_flag(side), price, size, id, exchange_ns, slot);
-  return true;
-}
-
-// Puts a level into the segment's copy of a side, keeping it sorted (best at the back) by moving
-// the shorter part. False when the side already holds book_levels levels. `depth` (kNoDepth:
-// unknown) is where the level goes, if the levels around that position agree.
-bool Writer::place(Book& b, Side side, double price, int64_t size, uint64_t id,
-                   uint32_t depth) noexcept {
-  const int s = index(side);
-  Level* lv = levels(b, s);
-  uint32_t begin = b.begin[s].load(std::memory_order_relaxed);
-  uint32_t end = b.end[s].load(std::memory_order_relaxed);
-  if (end - begin >= book_levels_) return false;
-  // Upper bound: after every level not better than the new one. The hinted position when its
-  // neighbours say so, else a search.
-  const double sg = sign_of(side);
-  const double x = price * sg;
-  size_t pos = end - size_t{depth};  // meaningful only when depth <= end - begin
-  const bool hinted = depth <= end - begin && (pos == end || lv[pos].price * sg > x) &&
-                      (pos == begin || lv[pos - 1].price * sg <= x);
-  if (!hinted) pos = bound_from_back<true>(lv, begin, end, sg, x);
-  const bool front = pos - begin < end - pos;
-  if ((front && begin == 0) || (!front && end == level_slots_)) {
-    // Recentre: the side ran out of room at one end (moves every level once, no allocation).
-    const uint32_t n = end - begin, at = (level_slots_ - n) / 2;
-    move_words(lv + at, lv + begin, size_t{n} * kLevelWords);
-    pos = pos - begin + at;
-    begin = at;
-    end = at + n;
-  }
-  if (front) {
-    move_words(lv + begin - 1, lv + begin, (pos - begin) * kLevelWords);
-    --begin;
-    --pos;
-  } else {
-    move_words(lv + pos + 1, lv + pos, (end - pos) * kLevelWords);
-    ++end;
-  }
-  const Level l{price, size, id};
-  copy_words(lv + pos, &l, kLevelWords);
-  b.begin[s].store(begin, std::memory_order_release);
-  b.end[s].store(end, std::memory_order_release);
-  return true;
-}
-
-bool Writer::book_update(Book& b, Side side, double old_price, double price, int64_t size,
-                         uint64_t id, int64_t exchange_ns, uint32_t depth) noexcept {
-  const uint32_t slot = touch(b);
-  const int s = index(side);
-  const size_t i = find_level(b, side, old_price, id, depth);
-  if (i == SIZE_MAX) {
-    book_stale(b);  // the segment's copy lost track: cannot happen unless fed inconsistently
-    return false;
-  }
-  Level* lv = levels(b, s);
-  if (price == old_price) {
-    std::atomic_ref<int64_t>(lv[i].size).store(size, std::memory_order_release);
-    b.updates.store(b.updates.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-    emit_level(b, RecordKind::kBookUpdate, side_flag(side), price, size, id, exchange_ns, slot);
-    return true;
-  }
-  // The level moved: take it out, put it back at its new price. One record says both; `size`
-  // of a moved level's record is its new size, `price` its new price, kFlagHasPrice set.
-  erase_level(b, s, i);
-  if (!place(b, side, price, size, id, kNoDepth)) {
-    book_stale(b);
-    return false;
-  }
-  b.updates.store(b.updates.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-  emit_level(b, RecordKind::kBookUpdate, side_flag(side) | kFlagHasPrice, price, size, id,
-             exchange_ns, slot);
-  return true;
-}
-
-bool Writer::book_delete(Book& b, Side side, double price, uint64_t id, int64_t exchange_ns,
-                         uint32_t depth) noexcept {
-  const uint32_t slot = touch(b);
-  const size_t i = find_level(b, side, price, id, depth);
-  if (i == SIZE_MAX) {
-    book_stale(b);
-    return false;
-  }
-  erase_level(b, index(side), i);
-  b.updates.store(b.updates.load(std::memory_order_relaxed) + 1, std::memory_order_release);
-  emit_level(b, RecordKind::kBookDelete, side_flag(side), price, 0, id, exchange_ns, slot);
-  return true;
-}
-
-void Writer::erase_level(Book& b, int s, size_t i) noexcept {
-  Level* lv = levels(b, s);
-  uint32_t begin = b.begin[s].load(std::memory_order_relaxed);
-  uint32_t end = b.end[s].load(std::memory_order_relaxed);
-  if (i - begin < end - 1 - i) {
-    move_words(lv + begin + 1, lv + begin, (i - begin) * kLevelWords);
-    ++begin;
-  } else {
-    move_words(lv + i, lv + i + 1, (end - 1 - i) * kLevelWords);
-    --end;
-  }
-  b.begin[s].store(begin, std::memory_order_release);
-  b.end[s].store(end, std::memory_order_release);
+  for (int s = 0; s < 2; ++s)
+    b.best[s].store(best[s], std::memory_order_release);
+  book_state_[index_of(b)].top_dirty = false;
 }
 
 void Writer::book_stale(Book& b) noexcept {
-  const uint32_t slot = touch(b);
+  const uint32_t i = touch(b);
   if (!b.stale.load(std::memory_order_relaxed)) {
     b.stale.store(1, std::memory_order_release);
     auto& g = seg_.stats().stale_books;
@@ -474,14 +438,15 @@ void Writer::book_stale(Book& b) noexcept {
   }
   auto& m = seg_.stats().stale_marks;
   m.store(m.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  emit_level(b, RecordKind::kStale, 0, 0, 0, 0, 0, slot);
+  emit_level(b, RecordKind::kStale, 0, 0, 0, 0, 0, i);
 }
 
 void Writer::stale_all_books() noexcept {
   const bool own_frame = !in_frame_;
   if (own_frame) begin_frame(realtime_ns());
   for (uint32_t i = 0; i < books_used_; ++i) {
-    if (!slots_[i].book->stale.load(std::memory_order_relaxed)) book_stale(*slots_[i].book);
+    if (!book_state_[i].book->stale.load(std::memory_order_relaxed))
+      book_stale(*book_state_[i].book);
   }
   if (own_frame) end_frame();
 }

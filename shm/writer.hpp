@@ -49,23 +49,29 @@ class Writer {
   Book* book(uint16_t table, uint32_t symbol) noexcept;
   // A partial resets the book: clears it, un-stales it, publishes kBookClear.
   void book_clear(Book& b) noexcept;
-  // One level change, applied to the segment's copy of the book and published as a record.
-  // `price` is the level's price (for a delete: the price it had). Returns false when the
-  // segment's book has no room for the level (the book is then marked stale: its depth is larger
-  // than --book-levels).
+  // One level change, applied to the segment's book and published as a record. `price` is the
+  // level's price (for a delete: the price it had).
   //
-  // `depth`, when the caller knows it from its own book, is the level's depth in its side
-  // (0 = the best): where an insert puts it, where an update or a delete finds it. It replaces
-  // the search for that position. It is checked against the levels it points at (an insert's
-  // neighbours' prices; the level's price and id), and a wrong one costs only the search it would
-  // have saved. kNoDepth: unknown.
-  static constexpr uint32_t kNoDepth = UINT32_MAX;
+  // `slot` is where the level lives: the caller's own stable slot for it (the feed passes its
+  // order book's pool slot, so that the change is one store into the segment: no search, no
+  // shift), below book_slots. An insert's slot must be free; an update's or a delete's must hold
+  // (side, id). kAnySlot, for tools and tests that keep no book of their own: the writer takes
+  // the lowest free slot for an insert and finds the level by a scan otherwise, O(levels).
+  //
+  // Returns false, and marks the book stale, when the slot is out of range (the book is deeper
+  // than --book-levels: also counted in segment_full) or does not hold what the call says (the
+  // caller lost track of its levels).
+  static constexpr uint32_t kAnySlot = UINT32_MAX;
   bool book_insert(Book& b, Side side, double price, int64_t size, uint64_t id,
-                   int64_t exchange_ns = 0, uint32_t depth = kNoDepth) noexcept;
+                   int64_t exchange_ns = 0, uint32_t slot = kAnySlot) noexcept;
   bool book_update(Book& b, Side side, double old_price, double price, int64_t size, uint64_t id,
-                   int64_t exchange_ns = 0, uint32_t depth = kNoDepth) noexcept;
+                   int64_t exchange_ns = 0, uint32_t slot = kAnySlot) noexcept;
   bool book_delete(Book& b, Side side, double price, uint64_t id, int64_t exchange_ns = 0,
-                   uint32_t depth = kNoDepth) noexcept;
+                   uint32_t slot = kAnySlot) noexcept;
+  // The slots of each side's best level after this frame's changes (kNoLevel: the side is
+  // empty), from the caller's own book: O(1). A book whose levels changed without it being told
+  // its best since has them found by end_frame() with a scan, O(levels).
+  void book_top(Book& b, uint32_t bid_slot, uint32_t ask_slot) noexcept;
   // The book cannot be trusted until its next partial (unknown level, crossed, lost frame).
   void book_stale(Book& b) noexcept;
   void stale_all_books() noexcept;  // the link dropped: nothing is current any more
@@ -101,29 +107,31 @@ class Writer {
   [[nodiscard]] Segment& segment() noexcept { return seg_; }
 
  private:
-  static constexpr uint32_t kNoSlot = UINT32_MAX;
+  static constexpr uint32_t kNoBook = UINT32_MAX;
   // Stats::last_recv_to_publish_ns is measured on one frame in this many (the first included).
   static constexpr uint64_t kLatencySampleEvery = 64;
-  // Producer-private bookkeeping per book slot.
+  // Producer-private bookkeeping per book.
   struct BookState {
     Book* book = nullptr;
-    uint64_t frame = 0;     // frame that last opened its seqlock
-    uint64_t last_seq = 0;  // its last record
+    uint64_t frame = 0;      // frame that last opened its seqlock
+    uint64_t last_seq = 0;   // its last record
+    bool top_dirty = false;  // levels changed since its best was last set
   };
 
   void emit(const RecordBody& r, std::string_view text = {}) noexcept;
   void emit_level(const Book& b, RecordKind kind, uint8_t flags, double price, int64_t size,
-                  uint64_t id, int64_t exchange_ns, uint32_t book_slot) noexcept;
-  void put_record(const RecordBody& body, uint32_t book_slot) noexcept;
+                  uint64_t id, int64_t exchange_ns, uint32_t book) noexcept;
+  void put_record(const RecordBody& body, uint32_t book) noexcept;
   void publish_pending(bool last) noexcept;
   void write_slot(uint64_t seq, const void* body) noexcept;
   uint32_t touch(Book& b) noexcept;
-  [[nodiscard]] uint32_t slot_of(const Book& b) const noexcept;
-  [[nodiscard]] Level* levels(const Book& b, int side) const noexcept;
-  [[nodiscard]] size_t find_level(const Book& b, Side side, double price, uint64_t id,
-                                  uint32_t depth) const noexcept;
-  bool place(Book& b, Side side, double price, int64_t size, uint64_t id, uint32_t depth) noexcept;
-  void erase_level(Book& b, int side, size_t i) noexcept;
+  [[nodiscard]] uint32_t index_of(const Book& b) const noexcept;
+  [[nodiscard]] BookSlot* level_slots(const Book& b) const noexcept;
+  [[nodiscard]] uint32_t find_slot(const Book& b, Side side, double price,
+                                   uint64_t id) const noexcept;
+  [[nodiscard]] uint32_t free_slot(const Book& b) const noexcept;
+  bool refuse(Book& b, uint32_t slot) noexcept;
+  void find_top(Book& b) noexcept;
   uint32_t row_find(uint16_t table, std::string_view key, uint64_t hash, bool for_insert) noexcept;
   void row_state(RowSlot& rs, const RowHeader& h) noexcept;
   void publish_tq(uint32_t symbol) noexcept;
@@ -133,9 +141,8 @@ class Writer {
   uint64_t next_seq_ = 1;
   Record* ring_ = nullptr;  // slot 0; a record's slot is ring_[seq & ring_mask_]
   uint32_t ring_mask_ = 0;
-  uint32_t level_slots_ = 0;
-  uint32_t book_levels_ = 0;
-  const char* books_ = nullptr;  // the first book; slot_of() divides offsets from it
+  uint32_t book_slots_ = 0;
+  const char* books_ = nullptr;  // the first book; index_of() divides offsets from it
   uint32_t book_shift_ = 0;      // book_bytes = odd << book_shift_
   uint64_t book_inverse_ = 0;    // odd * book_inverse_ = 1 modulo 2^64
   bool in_frame_ = false;
@@ -148,9 +155,9 @@ class Writer {
   Record* pending_ = nullptr;
   uint64_t pending_seq_ = 0;
   uint64_t pending_head_ = 0;
-  std::vector<BookState> slots_;                 // by book slot index
-  std::vector<uint32_t> touched_;                // slots whose seqlock this frame opened
-  std::vector<std::vector<uint32_t>> by_table_;  // [table][symbol] -> slot + 1 (book tables)
+  std::vector<BookState> book_state_;            // by book index
+  std::vector<uint32_t> touched_;                // books whose seqlock this frame opened
+  std::vector<std::vector<uint32_t>> by_table_;  // [table][symbol] -> book index + 1
   uint32_t books_used_ = 0;
   std::vector<TradeQuoteBody> tq_;  // private copies, published whole
 };

@@ -795,9 +795,7 @@ TEST(OrderBook, RandomTrafficOnAPriceGridMatchesTheReference) {
         auto& side_ref = c.ref[static_cast<int>(side)];
         if (side_ref.count(id) || !free_price(side, price)) continue;
         if (era == 0 && c.ref[1 - static_cast<int>(side)].count(id)) continue;
-        const uint32_t want = rank(side, price);
         ASSERT_NO_FATAL_FAILURE(c.insert(side, id, price, int64_t(1 + rng() % 100000)));
-        ASSERT_EQ(c.book.depth_hint(), want) << "insert at " << price << " step " << step;
         live.emplace_back(side, id);
         ++inserts;
         continue;
@@ -823,7 +821,6 @@ TEST(OrderBook, RandomTrafficOnAPriceGridMatchesTheReference) {
         } else {  // 2023 rows carry the price; one in eight here a wrong one
           ASSERT_NO_FATAL_FAILURE(c.remove_priced(side, id, r % 8 ? price : price + 0.5));
         }
-        ASSERT_EQ(c.book.depth_hint(), want) << "remove at " << price << " step " << step;
         live[k] = live.back();
         live.pop_back();
         ++removes;
@@ -1047,8 +1044,8 @@ TEST(OrderBook, IdsThatEncodePricesFindTheirLevelsWithoutTheIndex) {
   EXPECT_EQ(c.book.level_price(kBuy, xbt_id(29990.0)), 29990.0);
   EXPECT_EQ(c.book.level_price(kBuy, xbt_id(26999.0)), 26999.0);
   EXPECT_EQ(c.book.level_price(kSell, xbt_id(29990.0)), 0.0) << "no such ask";
-  EXPECT_EQ(c.book.depth_of(kBuy, xbt_id(30000.0)), 0u);
-  EXPECT_EQ(c.book.depth_of(kSell, xbt_id(30002.5)), 4u);
+  EXPECT_EQ(c.book.level(kBuy, 0).id, xbt_id(30000.0));
+  EXPECT_EQ(c.book.level(kSell, 4).id, xbt_id(30002.5));
   // Updates and deletes as 2021 sent them: no price.
   ASSERT_NO_FATAL_FAILURE(c.update(kBuy, xbt_id(30000.0), 55, false, 0));
   ASSERT_NO_FATAL_FAILURE(c.update(kBuy, xbt_id(26998.5), 66, false, 0));  // deep tier
@@ -1358,78 +1355,97 @@ TEST(OrderBook, LevelsWhoseTagWouldMarkAFreeCellAreKept) {
 
 }  // namespace
 
-// ---- Depth hints for a publisher's sorted copy --------------------------------------------------
+// ---- Slots for a publisher's copy ---------------------------------------------------------------
 
-// The depth an insert reports is where its level now is, the depth a remove reports is where its
-// level was, and depth_of() says where a level is while it is among the 64 best: checked against a
-// std::map of each side's prices (one level per price, as BitMEX sends them), at every depth a
-// 2021 book reaches, across both tiers and their spills and refills.
-// In the sorted tiers and in a price ladder (the partial's whole prices, then half ticks: the book
-// moves to the finer grid).
-TEST(OrderBook, DepthHintsSayWhereTheLevelIsOrWas) {
+// The segment keeps each level in the slot the engine's book keeps it in, so last_slot() must name
+// the level an operation touched, a level must keep its slot while it lives (whatever moves in the
+// price order: ladder slides, spills between tiers, price moves, growth), no two live levels may
+// share one, slots stay below the most levels held at once since the last clear(), and
+// best_slot() must name the best level. Checked against a std::map of each side's levels and the
+// slot each got when it was inserted; in a price ladder and in the sorted tiers.
+TEST(OrderBook, LevelsKeepTheirSlotsWhileTheyLive) {
   for (const bool grid : {true, false}) {
-    constexpr uint32_t kNo = OrderBook::kNoDepth;
-    OrderBook b(64);
+    OrderBook b(64);                                  // small: the deltas make it grow
     std::map<double, uint64_t> ref[2];                // [side]: price -> id
-    const auto rank = [&](Side side, double price) {  // levels better than `price`
-      const auto& m = ref[static_cast<int>(side)];
-      return static_cast<uint32_t>(side == kBuy ? std::distance(m.upper_bound(price), m.end())
-                                                : std::distance(m.begin(), m.lower_bound(price)));
+    std::map<std::pair<int, uint64_t>, uint32_t> at;  // (side, id) -> slot given at insert
+    size_t peak = 0;
+    const auto live = [&] { return ref[0].size() + ref[1].size(); };
+    const auto check_slot = [&](Side side, uint64_t id) {
+      const uint32_t slot = b.last_slot();
+      ASSERT_EQ(at.at({static_cast<int>(side), id}), slot) << "a level changed its slot";
+    };
+    const auto check_best = [&] {
+      for (const Side side : {kBuy, kSell}) {
+        const auto& m = ref[static_cast<int>(side)];
+        if (m.empty()) {
+          ASSERT_EQ(b.best_slot(side), OrderBook::kNoSlot);
+          continue;
+        }
+        const uint64_t id = side == kBuy ? m.rbegin()->second : m.begin()->second;
+        ASSERT_EQ(b.best_slot(side), at.at({static_cast<int>(side), id}));
+      }
     };
     std::mt19937_64 rng(11);
-    // A partial's bulk insert: no depth (finish_bulk sorts afterwards).
     for (uint64_t i = 0; i < 600; ++i) {
       const Side side = i % 2 ? kBuy : kSell;
       const double price = side == kBuy ? 5000.0 - double(i) : 5001.0 + double(i);
       ASSERT_EQ(b.bulk_insert(side, i, price, 1), Result::kOk);
-      EXPECT_EQ(b.depth_hint(), kNo);
+      at[{static_cast<int>(side), i}] = b.last_slot();
       ref[static_cast<int>(side)][price] = i;
     }
     if (!grid) {  // a price on no decimal grid: the sorted tiers
       ASSERT_EQ(b.bulk_insert(kBuy, 999, 1000.0 / 3.0, 1), Result::kOk);
+      at[{0, 999}] = b.last_slot();
       ref[0][1000.0 / 3.0] = 999;
     }
     b.finish_bulk();
-    b.reserve(4096);
-    uint64_t next_id = 1000;
-    uint64_t deep = 0, top = 0;
+    peak = live();
+    ASSERT_NO_FATAL_FAILURE(check_best());
+    uint64_t next_id = 1000, moves = 0;
     for (int step = 0; step < 20000; ++step) {
       const Side side = rng() % 2 ? kBuy : kSell;
-      auto& m = ref[static_cast<int>(side)];
-      const uint64_t op = rng() % 3;
-      if (op == 0 || m.size() < 10) {  // insert at a free price, mostly near the top
+      const int s = static_cast<int>(side);
+      auto& m = ref[s];
+      const uint64_t op = rng() % 7;
+      if (op < 3 || m.size() < 10) {  // insert at a free price, mostly near the top
         const uint64_t spread = rng() % 4 == 0 ? 2000 : 80;
         const double off = double(rng() % spread) + 0.5 * double(rng() % 2);
         const double price = side == kBuy ? 5000.0 - off : 5001.0 + off;
         if (m.count(price)) continue;
-        const uint32_t want = rank(side, price);
         ASSERT_EQ(b.insert(side, next_id, price, 3), Result::kOk);
-        ASSERT_EQ(b.depth_hint(), want) << "insert at " << price;
-        (want < 64 ? top : deep) += 1;
+        const uint32_t slot = b.last_slot();
+        for (const auto& [key, held] : at)
+          ASSERT_NE(held, slot) << "a live level's slot";
+        at[{s, next_id}] = slot;
         m[price] = next_id++;
-        continue;
-      }
-      // An existing level: near the top mostly, any depth sometimes.
-      const size_t d = rng() % 4 == 0 ? rng() % m.size() : rng() % std::min<size_t>(m.size(), 100);
-      auto it = side == kBuy ? std::prev(m.end(), static_cast<std::ptrdiff_t>(d) + 1)
-                             : std::next(m.begin(), static_cast<std::ptrdiff_t>(d));
-      const double price = it->first;
-      const uint64_t id = it->second;
-      ASSERT_EQ(rank(side, price), d);
-      ASSERT_EQ(b.depth_of(side, id), d < 64 ? uint32_t(d) : kNo) << "depth_of at depth " << d;
-      if (op == 1) {
-        ASSERT_EQ(b.update(side, id, 9, false, 0.0), Result::kOk);
-        EXPECT_EQ(b.depth_hint(), kNo);  // an update learns no depth
+        peak = std::max(peak, live());
+        ASSERT_LT(slot, peak) << "slots stay below the most levels held at once";
       } else {
-        ASSERT_EQ(b.remove(side, id), Result::kOk);
-        ASSERT_EQ(b.depth_hint(), uint32_t(d)) << "remove at depth " << d;
-        m.erase(it);
+        auto it = std::next(m.begin(), static_cast<std::ptrdiff_t>(rng() % m.size()));
+        const uint64_t id = it->second;
+        if (op == 3) {
+          ASSERT_EQ(b.update(side, id, 9, false, 0.0), Result::kOk);
+          ASSERT_NO_FATAL_FAILURE(check_slot(side, id));
+        } else if (op == 4) {  // a price move, to a free price
+          const double to =
+              side == kBuy ? 5000.0 - double(rng() % 500) : 5001.0 + double(rng() % 500);
+          if (m.count(to)) continue;
+          ASSERT_EQ(b.update(side, id, 9, true, to), Result::kOk);
+          ASSERT_NO_FATAL_FAILURE(check_slot(side, id));
+          m.erase(it);
+          m[to] = id;
+          ++moves;
+        } else {
+          ASSERT_EQ(b.remove(side, id), Result::kOk);
+          ASSERT_NO_FATAL_FAILURE(check_slot(side, id));
+          at.erase({s, id});
+          m.erase(it);
+        }
       }
+      ASSERT_NO_FATAL_FAILURE(check_best());
     }
-    EXPECT_EQ(b.depth_of(kBuy, 999999), kNo);  // a level the book does not hold
     EXPECT_EQ(b.on_grid(), grid);
-    // Both tiers were exercised, not only the top one.
-    EXPECT_GT(top, 1000u);
-    EXPECT_GT(deep, 100u);
+    EXPECT_GT(moves, 1000u);
+    EXPECT_GT(b.capacity(), 600u) << "the book grew on the way";
   }
 }

@@ -24,10 +24,12 @@ using namespace bmx;
 
 struct Published {
   explicit Published(const std::string& capture_file)
+      : Published(Capture::load(bmxtest::data_path(capture_file))) {}
+  explicit Published(Capture c)
       : name("/bmx-publish-" + std::to_string(::getpid()) + "-" + std::to_string(counter++)),
         seg(shm::Segment::create(name, config())),
         writer(seg),
-        capture(Capture::load(bmxtest::data_path(capture_file))) {
+        capture(std::move(c)) {
     engine.publish_to(&writer);
   }
   ~Published() { shm::Segment::remove(name); }
@@ -155,6 +157,62 @@ TEST_P(PublishSession, SegmentAndRingEndEqualToTheReference) {
   EXPECT_EQ(dumped, dump_state(p.engine));
   const auto diffs = bmxtest::compare_dump(dumped, model, /*with_tables=*/true);
   EXPECT_TRUE(diffs.empty()) << diffs.size() << " differences, first: " << diffs.front();
+}
+
+// The segment keeps each level in the slot the engine's book keeps it in and learns each side's
+// best level from the engine. After every frame of the session, in both id eras (2021 ids that
+// encode prices, and the same session converted to arbitrary ids with a price on every row), each
+// book's top in the segment is the engine's best bid and ask, and every 50th frame and after the
+// last every level of every book is the engine's, in the engine's order. (The engine's books are
+// held to the independent reference model by the golden replay tests; the test above holds the
+// segment's final books to it directly.)
+TEST_P(PublishSession, SegmentBooksFollowTheEngineAfterEveryFrame) {
+  const std::string text =
+      bmxtest::read_file(bmxtest::data_path(std::string("bitmex/") + GetParam()));
+  for (const bool new_ids : {false, true}) {
+    Published p(Capture::from_text(
+        new_ids ? bmxtest::convert_to_new_id_era(bmxtest::split_capture(text), 0x51075) : text));
+    shm::Reader r = shm::Reader::attach(p.name);
+    uint64_t frame = 0, tops = 0, whole = 0;
+    shm::BookCopy c;
+    const auto same_level = [](const BookLevel* e, bool has, const shm::Level& l) {
+      return e == nullptr ? !has : has && e->price == l.price && e->size == l.size && e->id == l.id;
+    };
+    const auto check = [&](bool all_levels) {
+      for (const auto& [table, sym] : r.books()) {
+        ASSERT_EQ(r.table_name(table), "orderBookL2");
+        const auto* e = p.engine.book(r.symbol_name(sym), "orderBookL2");
+        ASSERT_NE(e, nullptr);
+        if (!e->has_partial) continue;
+        shm::Top t;
+        ASSERT_TRUE(r.top(table, sym, t));
+        ASSERT_TRUE(same_level(e->book.best(Side::kBuy), t.has_bid, t.bid))
+            << r.symbol_name(sym) << " best bid, frame " << frame << (new_ids ? " (new ids)" : "");
+        ASSERT_TRUE(same_level(e->book.best(Side::kSell), t.has_ask, t.ask))
+            << r.symbol_name(sym) << " best ask, frame " << frame << (new_ids ? " (new ids)" : "");
+        ++tops;
+        if (!all_levels) continue;
+        ASSERT_TRUE(r.copy_book(table, sym, c));
+        ASSERT_EQ(c.stale, e->stale);
+        for (const Side side : {Side::kBuy, Side::kSell}) {
+          const auto& v = side == Side::kBuy ? c.bids : c.asks;
+          ASSERT_EQ(v.size(), e->book.depth(side)) << r.symbol_name(sym) << " frame " << frame;
+          for (uint32_t i = 0; i < v.size(); ++i) {
+            ASSERT_TRUE(same_level(&e->book.level(side, i), true, v[i]))
+                << r.symbol_name(sym) << " depth " << i << " frame " << frame;
+          }
+        }
+        ++whole;
+      }
+    };
+    p.replay([&] {
+      ++frame;
+      check(frame % 50 == 0);
+    });
+    ASSERT_NO_FATAL_FAILURE(check(true));
+    EXPECT_GT(tops, 1000u);
+    EXPECT_GE(whole, 10u);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Recorded, PublishSession,

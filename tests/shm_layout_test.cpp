@@ -12,7 +12,7 @@ namespace bmx::shm {
 namespace {
 
 TEST(ShmLayout, VersionMatchesTheFrozenValues) {
-  EXPECT_EQ(kLayoutVersion, 1u) << "layout changed: update the frozen sizes and offsets below";
+  EXPECT_EQ(kLayoutVersion, 2u) << "layout changed: update the frozen sizes and offsets below";
   EXPECT_EQ(kMagic, 0x31304d4853584d42ULL);
 }
 
@@ -33,7 +33,7 @@ TEST(ShmLayout, HeaderIsFrozen) {
   EXPECT_EQ(offsetof(Header, max_tables), 80u);
   EXPECT_EQ(offsetof(Header, max_books), 84u);
   EXPECT_EQ(offsetof(Header, book_levels), 88u);
-  EXPECT_EQ(offsetof(Header, level_slots), 92u);
+  EXPECT_EQ(offsetof(Header, book_slots), 92u);
   EXPECT_EQ(offsetof(Header, row_slots), 96u);
   EXPECT_EQ(offsetof(Header, row_bytes), 100u);
   EXPECT_EQ(offsetof(Header, book_bytes), 104u);
@@ -88,17 +88,24 @@ TEST(ShmLayout, RingRecordsAreFrozen) {
 
 TEST(ShmLayout, StateRegionsAreFrozen) {
   EXPECT_EQ(sizeof(Level), 24u);
-  EXPECT_EQ(sizeof(Book), 64u);
+  EXPECT_EQ(sizeof(Book), 128u);
   EXPECT_EQ(offsetof(Book, seq), 0u);
   EXPECT_EQ(offsetof(Book, stamp), 8u);
-  EXPECT_EQ(offsetof(Book, used), 16u);
-  EXPECT_EQ(offsetof(Book, table), 20u);
-  EXPECT_EQ(offsetof(Book, symbol), 24u);
-  EXPECT_EQ(offsetof(Book, stale), 28u);
-  EXPECT_EQ(offsetof(Book, begin), 32u);
-  EXPECT_EQ(offsetof(Book, end), 40u);
-  EXPECT_EQ(offsetof(Book, updates), 48u);
-  EXPECT_EQ(offsetof(Book, last_recv_ns), 56u);
+  EXPECT_EQ(offsetof(Book, updates), 16u);
+  EXPECT_EQ(offsetof(Book, last_recv_ns), 24u);
+  EXPECT_EQ(offsetof(Book, used), 32u);
+  EXPECT_EQ(offsetof(Book, table), 36u);
+  EXPECT_EQ(offsetof(Book, symbol), 40u);
+  EXPECT_EQ(offsetof(Book, stale), 44u);
+  EXPECT_EQ(offsetof(Book, best), 48u);
+  EXPECT_EQ(offsetof(Book, count), 56u);
+  EXPECT_EQ(offsetof(Book, high), 64u);  // what top() reads is the first line
+  EXPECT_EQ(sizeof(BookSlot), 32u);
+  EXPECT_EQ(offsetof(BookSlot, id), 16u);
+  EXPECT_EQ(offsetof(BookSlot, side), 24u);
+  EXPECT_EQ(kSlotFree, 0u);
+  EXPECT_EQ(kSlotBid, 1u);
+  EXPECT_EQ(kSlotAsk, 2u);
   EXPECT_EQ(sizeof(TradeQuote), 128u);
   EXPECT_EQ(offsetof(TradeQuote, body), 8u);
   EXPECT_EQ(offsetof(TradeQuoteBody, trade_price), 16u);
@@ -116,7 +123,7 @@ TEST(ShmLayout, RegionOffsetsOfTheDefaultConfiguration) {
   EXPECT_EQ(o.dir, 8192u);
   EXPECT_EQ(o.ring, 8192u + 45056u);  // 64 + (1024 + 64) * 40 bytes, rounded to pages
   EXPECT_EQ(o.books - o.ring, 262144u * 64u);
-  EXPECT_EQ(o.book_bytes, 786624u);  // 64 + 2 * (2 * 8192 + 2) * 24 = 786592, to a multiple of 64
+  EXPECT_EQ(o.book_bytes, 524416u);  // 128 + 2 * 8192 slots * 32
   EXPECT_EQ(o.row_slot_bytes, 128u + 4096u);
   EXPECT_EQ(o.total % 4096, 0u);
 }
