@@ -616,6 +616,7 @@ class OrderBook {
   bool grid_ = false;
   uint32_t regrid_budget_ = 0;  // finer grids still allowed since the last partial
   uint64_t regrids_ = 0;
+  uint32_t last_slot_ = 0;  // last_slot()
   book_detail::LineArray<BookLevel> pool_;
   book_detail::LineArray<uint32_t> free_;  // stack of free slots, free_count_ of them
   // (capacity_ - size(): the book is full when it is 0)
@@ -626,8 +627,7 @@ class OrderBook {
   uint32_t free_count_ = 0;
   uint32_t capacity_ = 0;
   uint64_t rehashes_ = 0;
-  uint64_t seeds_ = 0;      // multipliers drawn so far
-  uint32_t last_slot_ = 0;  // last_slot()
+  uint64_t seeds_ = 0;  // multipliers drawn so far
   bool grew_ = false;
 };
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cassert>
 #include <cstring>
 
 #include "shm/words.hpp"
@@ -13,6 +14,7 @@ namespace {
 constexpr size_t kRecordWords = sizeof(RecordBody) / 8;
 constexpr size_t kTextBytes = kTextSlotBytes;
 constexpr size_t kSlotWords = sizeof(BookSlot) / 8;
+constexpr uint64_t kPrefetchAhead = 8;  // ring slots
 
 uint8_t side_flag(Side side) noexcept {
   return side == Side::kSell ? kFlagSell : 0;
@@ -134,6 +136,9 @@ void Writer::begin_frame(int64_t recv_ns) noexcept {
 inline void Writer::put_record(const RecordBody& body, uint32_t book) noexcept {
   const uint64_t seq = next_seq_;
   Record& dst = ring_[seq & ring_mask_];
+  // The ring is far larger than the caches: each record's slot would otherwise be a store miss
+  // that the frame's later stores queue behind. Owned in time, a few records ahead.
+  __builtin_prefetch(&ring_[(seq + kPrefetchAhead) & ring_mask_], 1, 3);
   dst.seq.store(kBusy, std::memory_order_relaxed);
   open_write();
   copy_words(&dst.body, &body, kRecordWords);
@@ -329,10 +334,10 @@ uint32_t Writer::free_slot(const Book& b) const noexcept {
 }
 
 // A change the segment's book cannot take: the slot is past the book's room (deeper than
-// --book-levels) or does not hold what the caller says. The book is stale until its next
-// partial; a reader is never shown a book the producer could not keep.
+// --book-levels), or a kAnySlot caller's level is not there (kAnySlot). The book is stale until its
+// next partial; a reader is never shown a book the producer could not keep.
 bool Writer::refuse(Book& b, uint32_t slot) noexcept {
-  if (slot >= book_slots_) seg_.stats().segment_full.fetch_add(1, std::memory_order_relaxed);
+  if (slot != kAnySlot) seg_.stats().segment_full.fetch_add(1, std::memory_order_relaxed);
   book_stale(b);
   return false;
 }
@@ -341,9 +346,13 @@ bool Writer::refuse(Book& b, uint32_t slot) noexcept {
 bool Writer::book_insert(Book& b, Side side, double price, int64_t size, uint64_t id,
                          int64_t exchange_ns, uint32_t slot) noexcept {
   const uint32_t i = touch(b);
-  if (slot == kAnySlot) slot = free_slot(b);
   BookSlot* sl = level_slots(b);
-  if (slot >= book_slots_ || sl[slot].side != kSlotFree) [[unlikely]] {
+  if (slot == kAnySlot) [[unlikely]] {
+    slot = free_slot(b);
+  } else {
+    assert(slot >= book_slots_ || sl[slot].side == kSlotFree);  // the caller's promise
+  }
+  if (slot >= book_slots_) [[unlikely]] {
     return refuse(b, slot);
   }
   const BookSlot l{price, size, id, side_word(side), 0};
@@ -363,9 +372,13 @@ bool Writer::book_insert(Book& b, Side side, double price, int64_t size, uint64_
 bool Writer::book_update(Book& b, Side side, double old_price, double price, int64_t size,
                          uint64_t id, int64_t exchange_ns, uint32_t slot) noexcept {
   const uint32_t i = touch(b);
-  if (slot == kAnySlot) slot = find_slot(b, side, old_price, id);
   BookSlot* sl = level_slots(b);
-  if (slot >= book_slots_ || sl[slot].side != side_word(side) || sl[slot].id != id) [[unlikely]] {
+  if (slot == kAnySlot) [[unlikely]] {
+    slot = find_slot(b, side, old_price, id);
+  } else {
+    assert(slot >= book_slots_ || (sl[slot].side == side_word(side) && sl[slot].id == id));
+  }
+  if (slot >= book_slots_) [[unlikely]] {
     return refuse(b, slot);
   }
   std::atomic_ref<int64_t>(sl[slot].size).store(size, std::memory_order_release);
@@ -384,9 +397,13 @@ bool Writer::book_update(Book& b, Side side, double old_price, double price, int
 bool Writer::book_delete(Book& b, Side side, double price, uint64_t id, int64_t exchange_ns,
                          uint32_t slot) noexcept {
   const uint32_t i = touch(b);
-  if (slot == kAnySlot) slot = find_slot(b, side, price, id);
   BookSlot* sl = level_slots(b);
-  if (slot >= book_slots_ || sl[slot].side != side_word(side) || sl[slot].id != id) [[unlikely]] {
+  if (slot == kAnySlot) [[unlikely]] {
+    slot = find_slot(b, side, price, id);
+  } else {
+    assert(slot >= book_slots_ || (sl[slot].side == side_word(side) && sl[slot].id == id));
+  }
+  if (slot >= book_slots_) [[unlikely]] {
     return refuse(b, slot);
   }
   std::atomic_ref<uint32_t>(sl[slot].side).store(kSlotFree, std::memory_order_release);

@@ -54,13 +54,15 @@ class Writer {
   //
   // `slot` is where the level lives: the caller's own stable slot for it (the feed passes its
   // order book's pool slot, so that the change is one store into the segment: no search, no
-  // shift), below book_slots. An insert's slot must be free; an update's or a delete's must hold
-  // (side, id). kAnySlot, for tools and tests that keep no book of their own: the writer takes
-  // the lowest free slot for an insert and finds the level by a scan otherwise, O(levels).
+  // shift, no read), below book_slots. The caller vouches that an insert's slot is free and that
+  // an update's or a delete's holds (side, id): the writer does not read the slot to check (a
+  // load that would miss on every deep level), debug builds assert it. kAnySlot, for tools and
+  // tests that keep no book of their own: the writer takes the lowest free slot for an insert and
+  // finds the level by a scan otherwise, O(levels).
   //
-  // Returns false, and marks the book stale, when the slot is out of range (the book is deeper
-  // than --book-levels: also counted in segment_full) or does not hold what the call says (the
-  // caller lost track of its levels).
+  // Returns false, and marks the book stale, when the slot is past the book's room (the book is
+  // deeper than --book-levels; also counted in segment_full) or a kAnySlot update or delete finds
+  // no such level.
   static constexpr uint32_t kAnySlot = UINT32_MAX;
   bool book_insert(Book& b, Side side, double price, int64_t size, uint64_t id,
                    int64_t exchange_ns = 0, uint32_t slot = kAnySlot) noexcept;

@@ -117,7 +117,9 @@ int run(int argc, char** argv) {
   app.add_option("--ring-slots", seg_config.ring_slots,
                  "Delta ring size in 64-byte records (power of two)")
       ->capture_default_str();
-  app.add_option("--book-levels", seg_config.book_levels, "Levels per side each segment book holds")
+  app.add_option("--book-levels", seg_config.book_levels,
+                 "Levels per side each segment book is sized for (room for twice as many, both "
+                 "sides together)")
       ->capture_default_str();
   app.add_option("--max-books", seg_config.max_books, "Books the segment holds")
       ->capture_default_str();
