@@ -246,7 +246,7 @@ bool Reader::top(uint16_t table, uint32_t symbol, Top& out) const noexcept {
         sane = false;
         continue;
       }
-      BookSlot l;
+      BookSlot l{};
       load_words(&l, &slots[k], sizeof(BookSlot) / 8);
       sane = sane && l.side == (side == 0 ? kSlotBid : kSlotAsk);
       (side == 0 ? t.bid : t.ask) = Level{l.price, l.size, l.id};

@@ -323,6 +323,18 @@ uint32_t Writer::find_slot(const Book& b, Side side, double price, uint64_t id) 
   return kAnySlot;
 }
 
+// The slot an update or delete names, or for a kAnySlot caller the one that holds (side, price,
+// id) (kAnySlot when none does).
+inline uint32_t Writer::held_slot(const Book& b, Side side, double price, uint64_t id,
+                                  uint32_t slot) const noexcept {
+  if (slot == kAnySlot) [[unlikely]] {
+    return find_slot(b, side, price, id);
+  }
+  [[maybe_unused]] const BookSlot* sl = level_slots(b);
+  assert(slot >= book_slots_ || (sl[slot].side == side_word(side) && sl[slot].id == id));
+  return slot;
+}
+
 // kAnySlot callers: the lowest free slot (book_slots_ when there is none). O(slots in use).
 uint32_t Writer::free_slot(const Book& b) const noexcept {
   const BookSlot* sl = level_slots(b);
@@ -373,11 +385,7 @@ bool Writer::book_update(Book& b, Side side, double old_price, double price, int
                          uint64_t id, int64_t exchange_ns, uint32_t slot) noexcept {
   const uint32_t i = touch(b);
   BookSlot* sl = level_slots(b);
-  if (slot == kAnySlot) [[unlikely]] {
-    slot = find_slot(b, side, old_price, id);
-  } else {
-    assert(slot >= book_slots_ || (sl[slot].side == side_word(side) && sl[slot].id == id));
-  }
+  slot = held_slot(b, side, old_price, id, slot);
   if (slot >= book_slots_) [[unlikely]] {
     return refuse(b, slot);
   }
@@ -398,11 +406,7 @@ bool Writer::book_delete(Book& b, Side side, double price, uint64_t id, int64_t 
                          uint32_t slot) noexcept {
   const uint32_t i = touch(b);
   BookSlot* sl = level_slots(b);
-  if (slot == kAnySlot) [[unlikely]] {
-    slot = find_slot(b, side, price, id);
-  } else {
-    assert(slot >= book_slots_ || (sl[slot].side == side_word(side) && sl[slot].id == id));
-  }
+  slot = held_slot(b, side, price, id, slot);
   if (slot >= book_slots_) [[unlikely]] {
     return refuse(b, slot);
   }

@@ -131,6 +131,8 @@ class Writer {
   [[nodiscard]] BookSlot* level_slots(const Book& b) const noexcept;
   [[nodiscard]] uint32_t find_slot(const Book& b, Side side, double price,
                                    uint64_t id) const noexcept;
+  [[nodiscard]] uint32_t held_slot(const Book& b, Side side, double price, uint64_t id,
+                                   uint32_t slot) const noexcept;
   [[nodiscard]] uint32_t free_slot(const Book& b) const noexcept;
   bool refuse(Book& b, uint32_t slot) noexcept;
   void find_top(Book& b) noexcept;
