@@ -55,6 +55,7 @@
 #include "engine/feed_engine.hpp"
 #include "floor_walk.hpp"
 #include "reference_model.hpp"
+#include "shm/clock.hpp"
 #include "shm/segment.hpp"
 #include "shm/writer.hpp"
 #include "support/counting_new.hpp"
@@ -456,6 +457,20 @@ void BM_Pipeline_Session(benchmark::State& state, int which) {
       static_cast<double>(allocs) / static_cast<double>(frames * state.iterations());
 }
 
+// What one stamp of a frame's publish time costs: clock_gettime(CLOCK_REALTIME) (vDSO), and the
+// writer's RealtimeClock (the TSC between anchors). Not a goal: the reason for the second.
+void BM_Clock_Realtime(benchmark::State& state) {
+  for (auto _ : state)
+    benchmark::DoNotOptimize(bmx::shm::realtime_ns());
+}
+
+void BM_Clock_Tsc(benchmark::State& state) {
+  bmx::shm::RealtimeClock clock;
+  for (auto _ : state)
+    benchmark::DoNotOptimize(clock.now());
+  state.counters["calibrated"] = clock.calibrated();
+}
+
 void register_all() {
   struct Target {
     std::string label;
@@ -491,6 +506,8 @@ void register_all() {
   benchmark::RegisterBenchmark("BM_Pipeline_Session/both", BM_Pipeline_Session, -1)
       ->UseRealTime()
       ->Unit(benchmark::kMicrosecond);
+  benchmark::RegisterBenchmark("BM_Clock_Realtime", BM_Clock_Realtime);
+  benchmark::RegisterBenchmark("BM_Clock_Tsc", BM_Clock_Tsc)->MinWarmUpTime(0.05);
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "shm/clock.hpp"
 #include "shm/layout.hpp"
 #include "shm/segment.hpp"
 #include "shm/types.hpp"
@@ -150,6 +151,7 @@ class Writer {
   uint32_t book_shift_ = 0;      // book_bytes = odd << book_shift_
   uint64_t book_inverse_ = 0;    // odd * book_inverse_ = 1 modulo 2^64
   bool in_frame_ = false;
+  RealtimeClock clock_;  // publish_ns: the TSC, calibrated against CLOCK_REALTIME
   int64_t recv_ns_ = 0;
   int64_t publish_ns_ = 0;
   uint64_t frame_records_ = 0;
