@@ -72,12 +72,24 @@ class RealtimeClock {
   }
 
  private:
+  static constexpr int kTries = 4;
   // Cold: a clock_gettime between two TSC reads, taken as simultaneous with their midpoint.
   [[gnu::noinline]] int64_t reanchor() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
-    const uint64_t t0 = __rdtsc();
-    const int64_t ns = realtime_ns();
-    const uint64_t t = t0 + (__rdtsc() - t0) / 2;
+    // The tightest of a few brackets: a reading interrupted between its TSC reads (preempted, a
+    // VM's stolen time) would put the anchor off by half the interruption.
+    uint64_t t = 0, narrowest = UINT64_MAX;
+    int64_t ns = 0;
+    for (int k = 0; k < kTries; ++k) {
+      const uint64_t t0 = __rdtsc();
+      const int64_t n = realtime_ns();
+      const uint64_t width = __rdtsc() - t0;
+      if (width < narrowest) {
+        narrowest = width;
+        t = t0 + width / 2;
+        ns = n;
+      }
+    }
     if (!have_base_ || ns <= base_ns_ || t <= base_tsc_) {
       restart(t, ns);
       return ns;
