@@ -12,10 +12,10 @@
 // memcpy for the sizes that matter here.
 //
 // One exception, for speed: the producer's copies into state that a seqlock or a busy ring slot
-// covers (copy_words, move_words: records, row text, levels sliding inside a book) are a plain
-// memcpy/memmove in normal builds, after a release fence (open_write). move_words argues why that
-// is sound. Under ThreadSanitizer they stay word-atomic and the fence is left out, so that the
-// sanitizer still checks the protocol of every access.
+// covers (copy_words: records, row text, book levels) are a plain memcpy in normal builds, after
+// a release fence (open_write). copy_words argues why that is sound. Under ThreadSanitizer they
+// stay word-atomic and the fence is left out, so that the sanitizer still checks the protocol of
+// every access.
 #pragma once
 
 #include <atomic>
@@ -60,7 +60,7 @@ inline void load_words(void* dst, const void* src, size_t words) noexcept {
 }
 
 // After the relaxed store that marks a seqlock odd or a ring slot busy: keeps the plain stores of
-// copy_words and move_words after it (see move_words). On x86 this emits no instruction: it only
+// copy_words after it (see copy_words). On x86 this emits no instruction: it only
 // keeps the compiler from hoisting a store above the mark. TSan does not model fences (GCC warns),
 // and under TSan those stores are release stores, which need none.
 inline void open_write() noexcept {
@@ -69,54 +69,29 @@ inline void open_write() noexcept {
 #endif
 }
 
-// Moves `words` words inside shared memory, overlap allowed (memmove semantics). Only between
-// write_begin and write_end of the seqlock that covers both ranges.
+// Copies `words` words from `src` (private) into `dst` (shared), no overlap: store_words, for a
+// range a seqlock or busy ring slot covers, after open_write() and before the release store that
+// closes it.
 //
-// Normal builds: one memmove (vectorised; a word loop of atomic stores is not). Why a reader still
+// Normal builds: one memcpy (vectorised; a word loop of atomic stores is not). Why a reader still
 // copies whole states only, in this process or another one mapping the segment read-only:
-//  - write_begin stores the odd sequence and then issues a release fence (open_write), which keeps
-//  every later
-//    store after the odd one. The C++ model states that for atomic stores only; for the plain
-//    stores of memmove it holds because GCC and Clang treat the fence as a compiler barrier (no
-//    store is hoisted above it) and the CPU keeps the order (below). A reader that copies any
-//    byte of the move therefore sees an odd or newer sequence at its closing re-read.
-//  - write_end's release store of the even sequence comes after every byte of the move (release:
-//    no earlier access may pass it). A reader that starts after it sees the whole move.
+//  - write_begin stores the odd sequence (a ring slot: kBusy) and then issues a release fence
+//    (open_write), which keeps every later store after the odd one. The C++ model states that for
+//    atomic stores only; for the plain stores of memcpy it holds because GCC and Clang treat the
+//    fence as a compiler barrier (no store is hoisted above it) and the CPU keeps the order
+//    (below). A reader that copies any byte of the copy therefore sees an odd or newer sequence
+//    at its closing re-read.
+//  - write_end's release store of the even sequence comes after every byte of the copy (release:
+//    no earlier access may pass it). A reader that starts after it sees the whole copy.
 //  - The reader's loads are 8-byte acquire loads followed by a re-read of the sequence: it may
-//    copy a torn or half-moved word (memmove's vector stores need not be word-atomic), but then
-//    the sequence has changed and the copy is discarded before anything looks at it.
-//  - The hardware keeps it: x86 retires stores in program order (memmove's `rep movsb` is ordered
+//    copy a torn word (memcpy's vector stores need not be word-atomic), but then the sequence has
+//    changed and the copy is discarded before anything looks at it.
+//  - The hardware keeps it: x86 retires stores in program order (memcpy's `rep movsb` is ordered
 //    as a whole with the stores around it; its non-temporal path, taken only far above our sizes,
 //    ends with `sfence`); on weaker CPUs the release fence is a store barrier.
 // Between threads of one process this is still a data race in the C++ sense (plain stores beside
 // the reader's atomic loads), which ThreadSanitizer would rightly report and which defeats its
-// check of the protocol: under TSan the move stays a loop of word-atomic release stores.
-inline void move_words(void* dst, const void* src, size_t words) noexcept {
-#if BMX_SHM_TSAN
-  auto* d = static_cast<uint64_t*>(dst);
-  auto* s = const_cast<uint64_t*>(static_cast<const uint64_t*>(src));
-  if (d == s || words == 0) return;
-  if (d < s) {
-    for (size_t i = 0; i < words; ++i) {
-      std::atomic_ref<uint64_t>(d[i]).store(
-          std::atomic_ref<uint64_t>(s[i]).load(std::memory_order_relaxed),
-          std::memory_order_release);
-    }
-  } else {
-    for (size_t i = words; i-- > 0;) {
-      std::atomic_ref<uint64_t>(d[i]).store(
-          std::atomic_ref<uint64_t>(s[i]).load(std::memory_order_relaxed),
-          std::memory_order_release);
-    }
-  }
-#else
-  std::memmove(dst, src, words * 8);
-#endif
-}
-
-// Copies `words` words from `src` (private) into `dst` (shared), no overlap: store_words, for a
-// range a seqlock or busy ring slot covers, after open_write() and before the release store that
-// closes it. A plain memcpy in normal builds, for the reasons given at move_words.
+// check of the protocol: under TSan the copy stays word-atomic release stores.
 inline void copy_words(void* dst, const void* src, size_t words) noexcept {
 #if BMX_SHM_TSAN
   store_words(dst, src, words);
@@ -125,7 +100,7 @@ inline void copy_words(void* dst, const void* src, size_t words) noexcept {
 #endif
 }
 
-// Seqlock helpers. Writer: begin (odd), change with store_words/copy_words/move_words, end (even).
+// Seqlock helpers. Writer: begin (odd), change with store_words/copy_words, end (even).
 // Reader: s = read_begin (even, else retry), copy with load_words, read_valid(s).
 inline void write_begin(std::atomic<uint64_t>& seq) noexcept {
   seq.store(seq.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
