@@ -150,11 +150,6 @@ inline void Writer::put_record(const RecordBody& body, uint32_t book) noexcept {
   if (book != kNoBook) book_state_[book].last_seq = seq;
 }
 
-// Segment::book_slots() without reading the header: the slots follow the Book.
-BookSlot* Writer::level_slots(const Book& b) const noexcept {
-  return reinterpret_cast<BookSlot*>(const_cast<Book*>(&b) + 1);
-}
-
 // A book record, built in place.
 inline void Writer::emit_level(const Book& b, RecordKind kind, uint8_t flags, double price,
                                int64_t size, uint64_t id, int64_t exchange_ns,
@@ -292,7 +287,7 @@ inline uint32_t Writer::touch(Book& b) noexcept {
 // Cold (partials): O(slots in use).
 void Writer::book_clear(Book& b) noexcept {
   const uint32_t i = touch(b);
-  BookSlot* sl = level_slots(b);
+  BookSlot* sl = seg_.book_slots(b);
   const uint32_t high = b.high.load(std::memory_order_relaxed);
   for (uint32_t k = 0; k < high; ++k) {
     std::atomic_ref<uint32_t>(sl[k].side).store(kSlotFree, std::memory_order_release);
@@ -315,7 +310,7 @@ void Writer::book_clear(Book& b) noexcept {
 
 // kAnySlot callers: the slot holding (side, price, id), or kAnySlot. O(slots in use).
 uint32_t Writer::find_slot(const Book& b, Side side, double price, uint64_t id) const noexcept {
-  const BookSlot* sl = level_slots(b);
+  const BookSlot* sl = seg_.book_slots(b);
   const uint32_t high = b.high.load(std::memory_order_relaxed);
   for (uint32_t k = 0; k < high; ++k) {
     if (sl[k].side == side_word(side) && sl[k].id == id && sl[k].price == price) return k;
@@ -330,14 +325,14 @@ inline uint32_t Writer::held_slot(const Book& b, Side side, double price, uint64
   if (slot == kAnySlot) [[unlikely]] {
     return find_slot(b, side, price, id);
   }
-  [[maybe_unused]] const BookSlot* sl = level_slots(b);
+  [[maybe_unused]] const BookSlot* sl = seg_.book_slots(b);
   assert(slot >= book_slots_ || (sl[slot].side == side_word(side) && sl[slot].id == id));
   return slot;
 }
 
 // kAnySlot callers: the lowest free slot (book_slots_ when there is none). O(slots in use).
 uint32_t Writer::free_slot(const Book& b) const noexcept {
-  const BookSlot* sl = level_slots(b);
+  const BookSlot* sl = seg_.book_slots(b);
   const uint32_t high = b.high.load(std::memory_order_relaxed);
   for (uint32_t k = 0; k < high; ++k) {
     if (sl[k].side == kSlotFree) return k;
@@ -358,7 +353,7 @@ bool Writer::refuse(Book& b, uint32_t slot) noexcept {
 bool Writer::book_insert(Book& b, Side side, double price, int64_t size, uint64_t id,
                          int64_t exchange_ns, uint32_t slot) noexcept {
   const uint32_t i = touch(b);
-  BookSlot* sl = level_slots(b);
+  BookSlot* sl = seg_.book_slots(b);
   if (slot == kAnySlot) [[unlikely]] {
     slot = free_slot(b);
   } else {
@@ -384,7 +379,7 @@ bool Writer::book_insert(Book& b, Side side, double price, int64_t size, uint64_
 bool Writer::book_update(Book& b, Side side, double old_price, double price, int64_t size,
                          uint64_t id, int64_t exchange_ns, uint32_t slot) noexcept {
   const uint32_t i = touch(b);
-  BookSlot* sl = level_slots(b);
+  BookSlot* sl = seg_.book_slots(b);
   slot = held_slot(b, side, old_price, id, slot);
   if (slot >= book_slots_) [[unlikely]] {
     return refuse(b, slot);
@@ -405,7 +400,7 @@ bool Writer::book_update(Book& b, Side side, double old_price, double price, int
 bool Writer::book_delete(Book& b, Side side, double price, uint64_t id, int64_t exchange_ns,
                          uint32_t slot) noexcept {
   const uint32_t i = touch(b);
-  BookSlot* sl = level_slots(b);
+  BookSlot* sl = seg_.book_slots(b);
   slot = held_slot(b, side, price, id, slot);
   if (slot >= book_slots_) [[unlikely]] {
     return refuse(b, slot);
@@ -420,10 +415,10 @@ bool Writer::book_delete(Book& b, Side side, double price, uint64_t id, int64_t 
 }
 
 void Writer::book_top(Book& b, uint32_t bid_slot, uint32_t ask_slot) noexcept {
-  const uint32_t i = index_of(b);
-  if (b.best[0].load(std::memory_order_relaxed) != bid_slot ||
-      b.best[1].load(std::memory_order_relaxed) != ask_slot) {
-    touch(b);
+  const bool moved = b.best[0].load(std::memory_order_relaxed) != bid_slot ||
+                     b.best[1].load(std::memory_order_relaxed) != ask_slot;
+  const uint32_t i = moved ? touch(b) : index_of(b);
+  if (moved) {
     b.best[0].store(bid_slot < book_slots_ ? bid_slot : kNoLevel, std::memory_order_release);
     b.best[1].store(ask_slot < book_slots_ ? ask_slot : kNoLevel, std::memory_order_release);
   }
@@ -433,7 +428,7 @@ void Writer::book_top(Book& b, uint32_t bid_slot, uint32_t ask_slot) noexcept {
 // Each side's best level by a scan of the slots in use: for books changed through kAnySlot
 // calls. Among equal prices the higher slot counts as better (Reader::copy_book's order).
 void Writer::find_top(Book& b) noexcept {
-  const BookSlot* sl = level_slots(b);
+  const BookSlot* sl = seg_.book_slots(b);
   const uint32_t high = b.high.load(std::memory_order_relaxed);
   uint32_t best[2] = {kNoLevel, kNoLevel};
   for (uint32_t k = 0; k < high; ++k) {

@@ -129,7 +129,6 @@ class Writer {
   void write_slot(uint64_t seq, const void* body) noexcept;
   uint32_t touch(Book& b) noexcept;
   [[nodiscard]] uint32_t index_of(const Book& b) const noexcept;
-  [[nodiscard]] BookSlot* level_slots(const Book& b) const noexcept;
   [[nodiscard]] uint32_t find_slot(const Book& b, Side side, double price,
                                    uint64_t id) const noexcept;
   [[nodiscard]] uint32_t held_slot(const Book& b, Side side, double price, uint64_t id,
