@@ -13,7 +13,6 @@ namespace {
 
 constexpr size_t kRecordWords = sizeof(RecordBody) / 8;
 constexpr size_t kTextBytes = kTextSlotBytes;
-constexpr size_t kSlotWords = sizeof(BookSlot) / 8;
 constexpr uint64_t kPrefetchAhead = 8;  // ring slots
 
 uint8_t side_flag(Side side) noexcept {
@@ -28,11 +27,25 @@ uint64_t row_hash(uint16_t table, std::string_view key) noexcept {
   return shm::row_hash(table, key.data(), key.size());
 }
 
+// A record body's first word (kind, flags, table, symbol), built in a register.
+static_assert(std::endian::native == std::endian::little);
+static_assert(offsetof(RecordBody, kind) == 0 && offsetof(RecordBody, flags) == 1 &&
+              offsetof(RecordBody, table) == 2 && offsetof(RecordBody, symbol) == 4);
+constexpr uint64_t record_head(RecordKind kind, uint8_t flags, uint16_t table,
+                               uint32_t symbol) noexcept {
+  return uint64_t{static_cast<uint8_t>(kind)} | uint64_t{flags} << 8 | uint64_t{table} << 16 |
+         uint64_t{symbol} << 32;
+}
+
+// A book slot's last word: side, then the reserved 0.
+static_assert(offsetof(BookSlot, side) == 24 && offsetof(BookSlot, reserved) == 28);
+
 }  // namespace
 
 Writer::Writer(Segment& segment)
     : seg_(segment),
       h_(segment.header()),
+      stats_(segment.stats()),
       next_seq_(h_.next_seq.load(std::memory_order_relaxed)),
       ring_mask_(h_.ring_slots - 1),
       book_slots_(h_.book_slots) {
@@ -48,6 +61,8 @@ Writer::Writer(Segment& segment)
   touched_.reserve(h_.max_books);
   by_table_.resize(h_.max_tables);
   tq_.resize(h_.max_symbols);
+  frames_ = stats_.frames.load(std::memory_order_relaxed);
+  records_ = stats_.records.load(std::memory_order_relaxed);
 }
 
 // ---- directory and lifecycle
@@ -75,7 +90,7 @@ void raise_count(std::atomic<uint32_t>& count, uint32_t at_least) noexcept {
 
 bool Writer::set_symbol(uint32_t id, std::string_view name) noexcept {
   if (id >= h_.max_symbols || !name_entry(seg_.symbol_entry(id), name, 0)) {
-    seg_.stats().segment_full.fetch_add(1, std::memory_order_relaxed);
+    stats_.segment_full.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
   raise_count(seg_.directory().symbols, id + 1);
@@ -84,7 +99,7 @@ bool Writer::set_symbol(uint32_t id, std::string_view name) noexcept {
 
 bool Writer::set_table(uint32_t id, std::string_view name, TableKind kind) noexcept {
   if (id >= h_.max_tables || !name_entry(seg_.table_entry(id), name, static_cast<uint32_t>(kind))) {
-    seg_.stats().segment_full.fetch_add(1, std::memory_order_relaxed);
+    stats_.segment_full.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
   if (kind == TableKind::kBook && by_table_[id].empty()) {
@@ -106,11 +121,7 @@ void Writer::set_link(LinkState s) noexcept {
   h_.link_state.store(static_cast<uint32_t>(s), std::memory_order_release);
   const bool own_frame = !in_frame_;
   if (own_frame) begin_frame(realtime_ns());
-  RecordBody r{};
-  r.kind = static_cast<uint8_t>(RecordKind::kLink);
-  r.symbol = kNoSymbol;
-  r.size = static_cast<int64_t>(s);
-  emit(r);
+  emit(record_head(RecordKind::kLink, 0, 0, kNoSymbol), 0, static_cast<int64_t>(s));
   if (own_frame) end_frame();
 }
 
@@ -128,12 +139,14 @@ void Writer::begin_frame(int64_t recv_ns) noexcept {
   publish_ns_ = clock_.now();
 }
 
-// Writes the record straight into its slot (kBusy while written, then the body); only its
-// sequence is held back (publish_pending) until the next record or the end of the frame shows
-// whether it is the frame's last. A reader sees the slot as not yet written until then, exactly
-// as while the body was being stored. No copy of the record is kept. `body` is complete (times
-// included); the caller has published the previous record.
-inline void Writer::put_record(const RecordBody& body, uint32_t book) noexcept {
+// Writes the record straight into its slot (kBusy while written, then the body, word by word
+// from registers: see store_word); only its sequence is held back (publish_pending) until the
+// next record or the end of the frame shows whether it is the frame's last. A reader sees the slot
+// as not yet written until then, exactly as while the body was being stored. The previous record
+// is published first.
+inline void Writer::put_record(uint64_t head, int64_t exchange_ns, double price, int64_t size,
+                               uint64_t id, uint32_t book) noexcept {
+  publish_pending(false);
   const uint64_t seq = next_seq_;
   Record& dst = ring_[seq & ring_mask_];
   // The ring is far larger than the caches: each record's slot would otherwise be a store miss
@@ -141,8 +154,15 @@ inline void Writer::put_record(const RecordBody& body, uint32_t book) noexcept {
   __builtin_prefetch(&ring_[(seq + kPrefetchAhead) & ring_mask_], 1, 3);
   dst.seq.store(kBusy, std::memory_order_relaxed);
   open_write();
-  copy_words(&dst.body, &body, kRecordWords);
-  std::memcpy(&pending_head_, &body, 8);
+  auto* w = reinterpret_cast<unsigned char*>(&dst.body);
+  store_word(w + offsetof(RecordBody, kind), head);
+  store_word(w + offsetof(RecordBody, recv_ns), static_cast<uint64_t>(recv_ns_));
+  store_word(w + offsetof(RecordBody, exchange_ns), static_cast<uint64_t>(exchange_ns));
+  store_word(w + offsetof(RecordBody, publish_ns), static_cast<uint64_t>(publish_ns_));
+  store_word(w + offsetof(RecordBody, price), std::bit_cast<uint64_t>(price));
+  store_word(w + offsetof(RecordBody, size), static_cast<uint64_t>(size));
+  store_word(w + offsetof(RecordBody, id), id);
+  pending_head_ = head;
   pending_ = &dst;
   pending_seq_ = seq;
   next_seq_ = seq + 1;
@@ -150,64 +170,49 @@ inline void Writer::put_record(const RecordBody& body, uint32_t book) noexcept {
   if (book != kNoBook) book_state_[book].last_seq = seq;
 }
 
-// A book record, built in place.
+// A book record.
 inline void Writer::emit_level(const Book& b, RecordKind kind, uint8_t flags, double price,
                                int64_t size, uint64_t id, int64_t exchange_ns,
                                uint32_t book) noexcept {
-  publish_pending(false);
-  const RecordBody body{static_cast<uint8_t>(kind),
-                        flags,
-                        b.table,
-                        b.symbol,
-                        recv_ns_,
-                        exchange_ns,
-                        publish_ns_,
-                        price,
-                        size,
-                        id};
-  put_record(body, book);
+  put_record(record_head(kind, flags, b.table, b.symbol), exchange_ns, price, size, id, book);
 }
 
-void Writer::emit(const RecordBody& r, std::string_view text) noexcept {
-  publish_pending(false);
-  RecordBody body = r;
-  body.recv_ns = recv_ns_;
-  body.publish_ns = publish_ns_;
-  put_record(body, kNoBook);
+// A record that is not a book's, with `text` after it in continuation slots (kRow: `size` is its
+// length).
+void Writer::emit(uint64_t head, int64_t exchange_ns, int64_t size,
+                  std::string_view text) noexcept {
+  put_record(head, exchange_ns, 0, size, 0, kNoBook);
   // Text after the record's body but before its sequence: a reader that sees the record's
   // sequence sees its text.
   const uint64_t seq = next_seq_;
-  const uint64_t text_slots = text.size() == 0 ? 0 : (text.size() + kTextBytes - 1) / kTextBytes;
-  for (uint64_t i = 0; i < text_slots; ++i) {
-    const size_t at = i * kTextBytes;
-    if (text.size() - at >= kTextBytes) {
-      write_slot(seq + i, text.data() + at);
-    } else {
-      char chunk[kTextBytes] = {};
-      std::memcpy(chunk, text.data() + at, text.size() - at);
-      write_slot(seq + i, chunk);
-    }
-  }
-  next_seq_ = seq + text_slots;
+  const size_t whole = text.size() / kTextBytes;
+  for (size_t i = 0; i < whole; ++i)
+    write_slot(seq + i, text, i * kTextBytes, kTextBytes);
+  const size_t rest = text.size() % kTextBytes;
+  if (rest) write_slot(seq + whole, text, whole * kTextBytes, rest);
+  next_seq_ = seq + whole + (rest != 0);
 }
 
-// Writes one slot: mark it busy, write the body, then store its sequence (release).
-void Writer::write_slot(uint64_t seq, const void* body) noexcept {
+// Writes one text slot: mark it busy, write the `n` (<= kTextBytes) bytes of `text` from `at`
+// (zero-padded), then store its sequence (release).
+void Writer::write_slot(uint64_t seq, std::string_view text, size_t at, size_t n) noexcept {
   Record& dst = ring_[seq & ring_mask_];
   dst.seq.store(kBusy, std::memory_order_relaxed);
   open_write();
-  copy_words(&dst.body, body, kRecordWords);
+  auto* body = reinterpret_cast<char*>(&dst.body);
+  size_t k = n / 8;
+  copy_words(body, text.data() + at, k);
+  if (n % 8) store_word(body + 8 * k++, tail_word(text.data() + at + n, n % 8, at + n));
+  for (; k < kRecordWords; ++k)
+    store_word(body + 8 * k, 0);
   dst.seq.store(seq, std::memory_order_release);
 }
 
 // Lets readers see the record put_record() wrote last; `last` flags it as the frame's last first.
 void Writer::publish_pending(bool last) noexcept {
   if (!pending_) return;
-  if (last) {  // kind, flags, table, symbol: the body's first word
-    uint64_t head = pending_head_;
-    auto* bytes = reinterpret_cast<unsigned char*>(&head);
-    bytes[offsetof(RecordBody, flags)] |= kFlagLastInFrame;
-    store_words(&pending_->body, &head, 1);
+  if (last) {  // kind, flags, table, symbol: the body's first word (record_head)
+    store_word(&pending_->body, pending_head_ | uint64_t{kFlagLastInFrame} << 8);
   }
   pending_->seq.store(pending_seq_, std::memory_order_release);
   pending_ = nullptr;
@@ -226,15 +231,13 @@ void Writer::end_frame() noexcept {
     write_end(b.seq);
   }
   touched_.clear();
-  Stats& st = seg_.stats();
-  st.frames.store(st.frames.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  st.records.store(st.records.load(std::memory_order_relaxed) + frame_records_,
-                   std::memory_order_relaxed);
+  stats_.frames.store(++frames_, std::memory_order_relaxed);
+  stats_.records.store(records_ += frame_records_, std::memory_order_relaxed);
   frame_records_ = 0;
   h_.next_seq.store(next_seq_, std::memory_order_release);
   // A gauge for tools, sampled one frame in 64: a store into the line tools read.
   if (recv_ns_ > 0 && (frame_no_ & (kLatencySampleEvery - 1)) == 1) {
-    st.last_recv_to_publish_ns.store(clock_.now() - recv_ns_, std::memory_order_relaxed);
+    stats_.last_recv_to_publish_ns.store(clock_.now() - recv_ns_, std::memory_order_relaxed);
   }
   in_frame_ = false;
 }
@@ -249,7 +252,7 @@ Book* Writer::book(uint16_t table, uint32_t symbol) noexcept {
   uint32_t& idx = by_table_[table][symbol];
   if (idx) return book_state_[idx - 1].book;
   if (books_used_ == h_.max_books) {
-    seg_.stats().segment_full.fetch_add(1, std::memory_order_relaxed);
+    stats_.segment_full.fetch_add(1, std::memory_order_relaxed);
     return nullptr;
   }
   Book& b = seg_.book(books_used_);
@@ -300,7 +303,7 @@ void Writer::book_clear(Book& b) noexcept {
   book_state_[i].top_dirty = false;
   if (b.stale.load(std::memory_order_relaxed)) {
     b.stale.store(0, std::memory_order_release);
-    auto& g = seg_.stats().stale_books;
+    auto& g = stats_.stale_books;
     const uint64_t n = g.load(std::memory_order_relaxed);
     if (n) g.store(n - 1, std::memory_order_relaxed);
   }
@@ -344,7 +347,7 @@ uint32_t Writer::free_slot(const Book& b) const noexcept {
 // --book-levels), or a kAnySlot caller's level is not there (kAnySlot). The book is stale until its
 // next partial; a reader is never shown a book the producer could not keep.
 bool Writer::refuse(Book& b, uint32_t slot) noexcept {
-  if (slot != kAnySlot) seg_.stats().segment_full.fetch_add(1, std::memory_order_relaxed);
+  if (slot != kAnySlot) stats_.segment_full.fetch_add(1, std::memory_order_relaxed);
   book_stale(b);
   return false;
 }
@@ -362,8 +365,11 @@ bool Writer::book_insert(Book& b, Side side, double price, int64_t size, uint64_
   if (slot >= book_slots_) [[unlikely]] {
     return refuse(b, slot);
   }
-  const BookSlot l{price, size, id, side_word(side), 0};
-  copy_words(&sl[slot], &l, kSlotWords);
+  auto* w = reinterpret_cast<unsigned char*>(&sl[slot]);  // word by word: see store_word
+  store_word(w + offsetof(BookSlot, price), std::bit_cast<uint64_t>(price));
+  store_word(w + offsetof(BookSlot, size), static_cast<uint64_t>(size));
+  store_word(w + offsetof(BookSlot, id), id);
+  store_word(w + offsetof(BookSlot, side), side_word(side));  // reserved: 0
   const int s = index(side);
   b.count[s].store(b.count[s].load(std::memory_order_relaxed) + 1, std::memory_order_release);
   if (slot >= b.high.load(std::memory_order_relaxed)) {
@@ -449,10 +455,10 @@ void Writer::book_stale(Book& b) noexcept {
   const uint32_t i = touch(b);
   if (!b.stale.load(std::memory_order_relaxed)) {
     b.stale.store(1, std::memory_order_release);
-    auto& g = seg_.stats().stale_books;
+    auto& g = stats_.stale_books;
     g.store(g.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
-  auto& m = seg_.stats().stale_marks;
+  auto& m = stats_.stale_marks;
   m.store(m.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   emit_level(b, RecordKind::kStale, 0, 0, 0, 0, 0, i);
 }
@@ -474,17 +480,12 @@ void Writer::row(uint16_t table, uint32_t symbol, Action action, std::string_vie
                  int64_t exchange_ns) noexcept {
   const size_t slots = (json.size() + kTextBytes - 1) / kTextBytes;
   if (slots > (ring_mask_ + 1) / 4) {
-    seg_.stats().segment_full.fetch_add(1, std::memory_order_relaxed);
+    stats_.segment_full.fetch_add(1, std::memory_order_relaxed);
     return;  // a row larger than a quarter of the ring: the ring is far too small
   }
-  RecordBody r{};
-  r.kind = static_cast<uint8_t>(RecordKind::kRow);
-  r.flags = static_cast<uint8_t>(static_cast<unsigned>(action) << kRowActionShift);
-  r.table = table;
-  r.symbol = symbol;
-  r.size = static_cast<int64_t>(json.size());
-  r.exchange_ns = exchange_ns;
-  emit(r, json);
+  const auto flags = static_cast<uint8_t>(static_cast<unsigned>(action) << kRowActionShift);
+  emit(record_head(RecordKind::kRow, flags, table, symbol), exchange_ns,
+       static_cast<int64_t>(json.size()), json);
 }
 
 void Writer::table_clear(uint16_t table, uint32_t symbol, bool drop_rows) noexcept {
@@ -493,11 +494,7 @@ void Writer::table_clear(uint16_t table, uint32_t symbol, bool drop_rows) noexce
     e.used.store((e.used.load(std::memory_order_relaxed) | kDirPartial) & ~kDirStale,
                  std::memory_order_release);
   }
-  RecordBody r{};
-  r.kind = static_cast<uint8_t>(RecordKind::kTableClear);
-  r.table = table;
-  r.symbol = symbol;
-  emit(r);
+  emit(record_head(RecordKind::kTableClear, 0, table, symbol), 0, 0);
   // Cold (partials): tombstone every row the partial covers.
   for (uint32_t i = 0; drop_rows && i < h_.row_slots; ++i) {
     RowSlot& rs = seg_.row_slot(i);
@@ -514,11 +511,7 @@ void Writer::table_stale(uint16_t table) noexcept {
     DirEntry& e = seg_.table_entry(table);
     e.used.store(e.used.load(std::memory_order_relaxed) | kDirStale, std::memory_order_release);
   }
-  RecordBody r{};
-  r.kind = static_cast<uint8_t>(RecordKind::kStale);
-  r.table = table;
-  r.symbol = kNoSymbol;
-  emit(r);
+  emit(record_head(RecordKind::kStale, 0, table, kNoSymbol), 0, 0);
 }
 
 uint32_t Writer::row_find(uint16_t table, std::string_view key, uint64_t hash,
@@ -548,7 +541,7 @@ bool Writer::row_put(uint16_t table, std::string_view key, uint32_t symbol,
                          ? row_find(table, key, hash, true)
                          : UINT32_MAX;
   if (i == UINT32_MAX) {
-    seg_.stats().segment_full.fetch_add(1, std::memory_order_relaxed);
+    stats_.segment_full.fetch_add(1, std::memory_order_relaxed);
     // A row that outgrew row_bytes: its last version that fitted must not stay readable as if
     // current. Absent (and counted) is what a reader can act on.
     if (json.size() > h_.row_bytes) row_erase(table, key);

@@ -36,7 +36,7 @@ class Writer {
   void set_ready() noexcept;  // everything is described: readers may attach
   void set_link(LinkState s) noexcept;
   void heartbeat(int64_t monotonic_ns) noexcept;
-  [[nodiscard]] Stats& stats() noexcept { return seg_.stats(); }
+  [[nodiscard]] Stats& stats() noexcept { return stats_; }
 
   // ---- frames
   // -------------------------------------------------------------------------------------
@@ -121,12 +121,13 @@ class Writer {
     bool top_dirty = false;  // levels changed since its best was last set
   };
 
-  void emit(const RecordBody& r, std::string_view text = {}) noexcept;
+  void put_record(uint64_t head, int64_t exchange_ns, double price, int64_t size, uint64_t id,
+                  uint32_t book) noexcept;
   void emit_level(const Book& b, RecordKind kind, uint8_t flags, double price, int64_t size,
                   uint64_t id, int64_t exchange_ns, uint32_t book) noexcept;
-  void put_record(const RecordBody& body, uint32_t book) noexcept;
+  void emit(uint64_t head, int64_t exchange_ns, int64_t size, std::string_view text = {}) noexcept;
   void publish_pending(bool last) noexcept;
-  void write_slot(uint64_t seq, const void* body) noexcept;
+  void write_slot(uint64_t seq, std::string_view text, size_t at, size_t n) noexcept;
   uint32_t touch(Book& b) noexcept;
   [[nodiscard]] uint32_t index_of(const Book& b) const noexcept;
   [[nodiscard]] uint32_t find_slot(const Book& b, Side side, double price,
@@ -142,6 +143,7 @@ class Writer {
 
   Segment& seg_;
   Header& h_;
+  Stats& stats_;
   uint64_t next_seq_ = 1;
   Record* ring_ = nullptr;  // slot 0; a record's slot is ring_[seq & ring_mask_]
   uint32_t ring_mask_ = 0;
@@ -154,6 +156,8 @@ class Writer {
   int64_t recv_ns_ = 0;
   int64_t publish_ns_ = 0;
   uint64_t frame_records_ = 0;
+  uint64_t frames_ = 0;   // Stats::frames, as last stored
+  uint64_t records_ = 0;  // Stats::records, as last stored
   uint64_t frame_no_ = 0;
   // The record whose sequence is held back so that the frame's last one can be flagged: its slot
   // (nullptr: none), sequence, and the first word of its body.

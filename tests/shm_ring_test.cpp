@@ -247,6 +247,35 @@ TEST(ShmRing, RowTextSpansSlotsAndWrapsAround) {
   EXPECT_GT(f.w.next_seq(), 3u * 1024u);  // the ring wrapped three times
 }
 
+// Row text is stored word by word, its last partial word assembled from the text's own bytes:
+// every length, across the boundaries of a word (8 bytes) and of a slot (56), arrives exactly,
+// with nothing of an earlier, longer row left in it.
+TEST(ShmRing, RowTextOfEveryLengthArrivesExactly) {
+  Fixture f("lengths");
+  Reader r = Reader::attach(f.name);
+  std::string sent;
+  for (size_t n = 0; n <= 130; ++n) {
+    // A longer row first, into the slots the next rows reuse as the ring wraps.
+    for (const size_t len : {size_t{200}, n}) {
+      std::string json(len, '\0');
+      for (size_t k = 0; k < len; ++k)
+        json[k] = static_cast<char>(len == n ? 'A' + (k + n) % 26 : '#');
+      f.w.begin_frame(static_cast<int64_t>(n));
+      f.w.row(1, 0, Action::kInsert, json);
+      f.w.end_frame();
+      sent = json;
+    }
+    size_t got = 0;
+    r.poll([&](const Delta& d) {
+      ASSERT_EQ(d.kind(), RecordKind::kRow);
+      if (d.text.size() == 200 && n != 200) return;  // the filler
+      EXPECT_EQ(d.text, sent) << n;
+      ++got;
+    });
+    EXPECT_EQ(got, 1u) << n;
+  }
+}
+
 TEST(ShmRing, LappedReaderIsToldHowManyItLost) {
   Fixture f("lap");
   Reader r = Reader::attach(f.name);
