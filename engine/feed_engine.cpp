@@ -489,22 +489,27 @@ void FeedEngine::publish_to(shm::Writer* writer) {
       if (t.books[s]) t.books[s]->shm = out_->book(t.id, s);
     }
   }
+  published_ = {~0ull, ~0ull, ~0ull, ~0ull};  // whatever the segment holds: stored at once
+  publish_stats();
   out_->set_ready();
 }
 
-// Engine counters a tool reads from the segment. Relaxed stores of plain counters, once a frame.
+// Engine counters a tool reads from the segment, at the end of every frame: relaxed stores of
+// plain counters, the rarely changing ones only when they changed. No allocation.
 void FeedEngine::publish_stats() noexcept {
   shm::Stats& s = out_->stats();
   s.bytes.store(stats_.bytes, std::memory_order_relaxed);
   s.rows.store(stats_.rows, std::memory_order_relaxed);
-  s.drops.store(stats_.rows_dropped_before_partial + stats_.rows_dropped_stale,
-                std::memory_order_relaxed);
-  s.bad.store(stats_.bad_rows + stats_.frames[static_cast<int>(FrameKind::kMalformed)] +
-                  stats_.frames[static_cast<int>(FrameKind::kOversized)] +
-                  stats_.frames[static_cast<int>(FrameKind::kUnknown)],
-              std::memory_order_relaxed);
-  s.resyncs.store(stats_.books_repaired, std::memory_order_relaxed);
-  s.reconnects.store(stats_.link_losses, std::memory_order_relaxed);  // each loss, one reconnect
+  auto put = [](std::atomic<uint64_t>& to, uint64_t& last, uint64_t now) {
+    if (now != last) to.store(last = now, std::memory_order_relaxed);
+  };
+  put(s.drops, published_.drops, stats_.rows_dropped_before_partial + stats_.rows_dropped_stale);
+  put(s.bad, published_.bad,
+      stats_.bad_rows + stats_.frames[static_cast<int>(FrameKind::kMalformed)] +
+          stats_.frames[static_cast<int>(FrameKind::kOversized)] +
+          stats_.frames[static_cast<int>(FrameKind::kUnknown)]);
+  put(s.resyncs, published_.resyncs, stats_.books_repaired);
+  put(s.reconnects, published_.reconnects, stats_.link_losses);  // each loss, one reconnect
 }
 
 // One book row, as the segment sees it: `old_price` is the level's price before the row (0 when
@@ -1142,6 +1147,7 @@ bool FeedEngine::read_generic_row(od::object& row, const TableEntry& t, GenericR
   r.typed_at.fill(kAbsent);
   r.symbol_at = kAbsent;
   r.bad = false;
+  r.stamped = false;
   uint32_t pos = 0;
   for (auto fr : row) {
     if (fr.error()) return false;
@@ -1214,10 +1220,10 @@ bool token_int64(std::string_view tok, int64_t& out) noexcept {
              simdjson::SUCCESS;
 }
 
-bool token_timestamp(std::string_view tok, int64_t& ns) noexcept {
+bool token_timestamp(std::string_view tok, BitmexTimestamps& fast, int64_t& ns) noexcept {
   // BitMEX's own form holds no escape (every byte is checked as it is read): no scan for one.
   if (tok.size() == 26 && all_of(tok.front() == '"', tok.back() == '"') &&
-      parse_bitmex_timestamp(tok.substr(1, 24), ns)) {
+      fast.parse(tok.substr(1, 24), ns)) {
     return true;
   }
   std::string_view text;
@@ -1235,7 +1241,6 @@ void FeedEngine::commit_typed(const TableEntry& t, const GenericRow& r) {
     const uint16_t at = r.typed_at[slot];
     return at == kAbsent ? std::string_view{} : r.slots[at].value;
   };
-  int64_t ts = 0;
   if (t.is_trade) {
     double price = 0;
     int64_t size = 0;
@@ -1244,7 +1249,7 @@ void FeedEngine::commit_typed(const TableEntry& t, const GenericRow& r) {
     lt.price = price;
     lt.size = size;
     lt.side = token(3) == "\"Sell\"" ? Side::kSell : Side::kBuy;
-    lt.timestamp_ns = token_timestamp(token(0), ts) ? ts : 0;
+    lt.timestamp_ns = row_stamp(r);
     lt.valid = true;
     if (out_) out_->trade(r.symbol, lt.timestamp_ns, lt.price, lt.size, lt.side);
   } else {
@@ -1257,7 +1262,7 @@ void FeedEngine::commit_typed(const TableEntry& t, const GenericRow& r) {
     q.bid_size = q.has_bid ? bid_size : 0;
     q.ask_price = q.has_ask ? ask_price : 0;
     q.ask_size = q.has_ask ? ask_size : 0;
-    q.timestamp_ns = token_timestamp(token(0), ts) ? ts : 0;
+    q.timestamp_ns = row_stamp(r);
     q.valid = true;
     if (out_) {
       out_->quote(r.symbol, q.timestamp_ns, q.has_bid, q.bid_price, q.bid_size, q.has_ask,
@@ -1269,9 +1274,21 @@ void FeedEngine::commit_typed(const TableEntry& t, const GenericRow& r) {
 // The exchange's timestamp of a trade or quote row, for its ring record; 0 for other tables (whose
 // fields are not typed). No allocation.
 int64_t FeedEngine::row_time(const TableEntry& t, const GenericRow& r) const noexcept {
-  int64_t ts = 0;
-  if (!(t.is_trade || t.is_quote) || r.typed_at[0] == kAbsent) return 0;
-  return token_timestamp(r.slots[r.typed_at[0]].value, ts) ? ts : 0;
+  return t.is_trade || t.is_quote ? row_stamp(r) : 0;
+}
+
+// A trade or quote row's timestamp (typed slot 0) in nanoseconds, 0 when it has none or it does
+// not parse; parsed on the first call for the row only. No allocation.
+int64_t FeedEngine::row_stamp(const GenericRow& r) const noexcept {
+  if (!r.stamped) {
+    int64_t ts = 0;
+    r.stamp_ns =
+        r.typed_at[0] != kAbsent && token_timestamp(r.slots[r.typed_at[0]].value, timestamps_, ts)
+            ? ts
+            : 0;
+    r.stamped = true;
+  }
+  return r.stamp_ns;
 }
 
 void FeedEngine::end_frame(FrameHeader& h) {

@@ -23,6 +23,7 @@
 #include "engine/generic_table.hpp"
 #include "engine/interner.hpp"
 #include "engine/order_book.hpp"
+#include "engine/timestamp.hpp"
 #include "shm/types.hpp"
 
 namespace bmx::shm {
@@ -245,11 +246,17 @@ class FeedEngine {
     uint32_t symbol = kNoSymbol;
     std::string_view text;  // the row as received, in the frame (only when publishing)
     bool bad = false;       // more distinct fields than configured
+    // The timestamp field's value (typed slot 0) once row_stamp() has parsed it: a trade or quote
+    // row's time goes into its ring record and into the last trade or quote, parsed once.
+    mutable int64_t stamp_ns = 0;
+    mutable bool stamped = false;
   };
   bool read_generic_row(simdjson::ondemand::object& row, const TableEntry& t, GenericRow& r);
   bool apply_generic_row(TableEntry& t, const GenericRow& r, Action action, uint16_t tid);
   void commit_typed(const TableEntry& t, const GenericRow& r);
   [[nodiscard]] int64_t row_time(const TableEntry& t, const GenericRow& r) const noexcept;
+  [[nodiscard]] int64_t row_stamp(const GenericRow& r) const noexcept;
+  mutable BitmexTimestamps timestamps_;  // row_stamp's parser (it remembers the last minute)
   uint16_t table_id(std::string_view name);
   [[nodiscard]] uint16_t sniff_table(std::string_view text) const noexcept;
   uint32_t symbol_id(std::string_view sym);
@@ -288,7 +295,12 @@ class FeedEngine {
   uint64_t frame_no_ = 0;
   int64_t recv_ns_ = 0;  // receive time of the frame being applied (stamped on records)
   Stats stats_;
-  shm::Writer* out_ = nullptr;                   // the segment's producer, when publishing
+  shm::Writer* out_ = nullptr;  // the segment's producer, when publishing
+  // The engine's counters as publish_stats() last stored them into the segment: each is stored
+  // again only when it changed (most change rarely; every store into the segment counts).
+  struct PublishedStats {
+    uint64_t drops = 0, bad = 0, resyncs = 0, reconnects = 0;
+  } published_;
   simdjson::ondemand::document* doc_ = nullptr;  // the frame being parsed (row text spans)
   std::string row_json_;                         // scratch: one row's whole JSON text (reserved)
   std::string row_key_;                          // scratch: one row's key (reserved)

@@ -126,6 +126,38 @@ TEST(Timestamp, BitmexFormAgreesWithTheGeneralParser) {
   EXPECT_EQ(parse_or_sentinel("2021-00-10T00:00:00.000Z"), -42);
 }
 
+// The minute-remembering reader of BitMEX's form gives what the general parser gives, text for
+// text, in any order: within a remembered minute it still refuses what the general parser refuses
+// (seconds past 60, a non-digit, a wrong separator), and near the ends of int64 it neither
+// overflows nor remembers a minute it could overflow in. Expected values: the general parser, on
+// the same instant written with six fractional digits (which the fixed-form path does not take).
+TEST(Timestamp, RememberingTheMinuteChangesNoResult) {
+  auto general = [](std::string_view ts) {
+    if (ts.size() != 24) return parse_or_sentinel(ts);
+    std::string longer(ts);
+    longer.insert(23, "000");
+    return parse_or_sentinel(longer);
+  };
+  bmx::BitmexTimestamps fast;
+  int checked = 0;
+  for (const std::string_view ts :
+       {"2021-04-05T18:41:15.515Z", "2021-04-05T18:41:15.516Z", "2021-04-05T18:41:59.999Z",
+        "2021-04-05T18:41:60.000Z", "2021-04-05T18:41:61.000Z", "2021-04-05T18:41:99.000Z",
+        "2021-04-05T18:41:1x.000Z", "2021-04-05T18:41:15,515Z", "2021-04-05T18:41:15.515",
+        "2021-04-05T18:41:00.000Z", "2021-04-05T18:42:00.001Z", "2021-04-05T18:41:15.515Z",
+        "2021-04-31T00:00:00.000Z", "2021-04-05T18:41:15.515Z", "1969-12-31T23:59:59.999Z",
+        "1969-12-31T23:59:00.001Z", "1970-01-01T00:00:00.000Z", "2262-04-11T23:47:16.854Z",
+        "2262-04-11T23:47:17.000Z", "2262-04-11T23:47:59.000Z", "2262-04-11T23:46:59.999Z",
+        "2262-04-11T23:47:16.854Z", "1677-09-21T00:12:43.146Z", "1677-09-21T00:12:43.145Z",
+        "1677-09-21T00:12:59.000Z", "1677-09-21T00:12:44.000Z"}) {
+    int64_t ns = -42;
+    const int64_t got = fast.parse(ts, ns) ? ns : -42;
+    EXPECT_EQ(got, general(ts)) << ts;
+    checked += got != -42;
+  }
+  EXPECT_EQ(checked, 17);  // the valid ones above, so that the comparison is not of refusals only
+}
+
 // int64 nanoseconds since 1970 end in 2262 (and begin in 1677): instants beyond are refused,
 // in either form, instead of overflowing.
 TEST(Timestamp, RejectsInstantsThatInt64NanosecondsCannotHold) {
