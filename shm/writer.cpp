@@ -40,6 +40,24 @@ constexpr uint64_t record_head(RecordKind kind, uint8_t flags, uint16_t table,
 // A book slot's last word: side, then the reserved 0.
 static_assert(offsetof(BookSlot, side) == 24 && offsetof(BookSlot, reserved) == 28);
 
+// Two 4-byte fields that share a word, `lo` at the lower address.
+constexpr uint64_t two(uint32_t lo, uint32_t hi) noexcept {
+  return uint64_t{lo} | uint64_t{hi} << 32;
+}
+static_assert(offsetof(RowHeader, table) == 4 && offsetof(RowHeader, key_bytes) == 6 &&
+              offsetof(RowHeader, text_bytes) == offsetof(RowHeader, symbol) + 4);
+
+// `text` into `dst` (8-aligned, under a seqlock): its whole words copied, its last partial word
+// assembled from its own bytes (tail_word); nothing past it is written.
+void store_text(void* dst, std::string_view text) noexcept {
+  auto* d = static_cast<char*>(dst);
+  const size_t whole = text.size() / 8;
+  if (whole) copy_words(d, text.data(), whole);  // an empty view's data() may be null
+  if (text.size() % 8) {
+    store_word(d + 8 * whole, tail_word(text.data() + text.size(), text.size() % 8, text.size()));
+  }
+}
+
 }  // namespace
 
 Writer::Writer(Segment& segment)
@@ -548,24 +566,20 @@ bool Writer::row_put(uint16_t table, std::string_view key, uint32_t symbol,
     return false;
   }
   RowSlot& rs = seg_.row_slot(i);
-  RowHeader h{};
-  h.state = 1;
-  h.table = table;
-  h.key_bytes = static_cast<uint16_t>(key.size());
-  h.symbol = symbol;
-  h.text_bytes = static_cast<uint32_t>(json.size());
-  h.hash = hash;
-  std::memcpy(h.key, key.data(), key.size());
+  // Word by word from registers (see store_word). A row found under its key (live: row_find
+  // returns a live slot only for that key) keeps its key words; only its symbol, length and text
+  // change.
+  const bool held = rs.h.state == 1;  // the producer reads what only it writes
+  auto* w = reinterpret_cast<unsigned char*>(&rs.h);
   write_begin(rs.seq);
-  copy_words(&rs.h, &h, sizeof(RowHeader) / 8);
-  char* text = seg_.row_text(rs);
-  const size_t whole = json.size() / 8;
-  copy_words(text, json.data(), whole);
-  if (json.size() % 8) {
-    char tail[8] = {};
-    std::memcpy(tail, json.data() + whole * 8, json.size() % 8);
-    copy_words(text + whole * 8, tail, 1);
+  if (!held) {
+    store_word(w + offsetof(RowHeader, state),
+               two(1, table | static_cast<uint32_t>(key.size()) << 16));
+    store_word(w + offsetof(RowHeader, hash), hash);
+    store_text(w + offsetof(RowHeader, key), key);
   }
+  store_word(w + offsetof(RowHeader, symbol), two(symbol, static_cast<uint32_t>(json.size())));
+  store_text(seg_.row_text(rs), json);
   write_end(rs.seq);
   return true;
 }
@@ -590,22 +604,28 @@ void Writer::row_state(RowSlot& rs, const RowHeader& h) noexcept {
 // ---- trades and quotes
 // ----------------------------------------------------------------------------
 
-void Writer::publish_tq(uint32_t symbol) noexcept {
-  TradeQuote& dst = seg_.trade_quote(symbol);
-  write_begin(dst.seq);
-  copy_words(&dst.body, &tq_[symbol], sizeof(TradeQuoteBody) / 8);
-  write_end(dst.seq);
-}
+namespace {
+static_assert(offsetof(TradeQuoteBody, has_quote) == offsetof(TradeQuoteBody, has_trade) + 4 &&
+              offsetof(TradeQuoteBody, has_bid) == offsetof(TradeQuoteBody, trade_side) + 4 &&
+              offsetof(TradeQuoteBody, reserved0) == offsetof(TradeQuoteBody, has_ask) + 4);
+}  // namespace
 
+// Trades and quotes: the words that changed, from registers (see store_word), under the symbol's
+// seqlock. tq_ keeps the flags that share a word with them.
 void Writer::trade(uint32_t symbol, int64_t ts_ns, double price, int64_t size, Side side) noexcept {
   if (symbol >= h_.max_symbols) return;
   TradeQuoteBody& t = tq_[symbol];
   t.has_trade = 1;
-  t.trade_ns = ts_ns;
-  t.trade_price = price;
-  t.trade_size = size;
   t.trade_side = static_cast<uint32_t>(side);
-  publish_tq(symbol);
+  TradeQuote& dst = seg_.trade_quote(symbol);
+  auto* w = reinterpret_cast<unsigned char*>(&dst.body);
+  write_begin(dst.seq);
+  store_word(w + offsetof(TradeQuoteBody, has_trade), two(1, t.has_quote));
+  store_word(w + offsetof(TradeQuoteBody, trade_ns), static_cast<uint64_t>(ts_ns));
+  store_word(w + offsetof(TradeQuoteBody, trade_price), std::bit_cast<uint64_t>(price));
+  store_word(w + offsetof(TradeQuoteBody, trade_size), static_cast<uint64_t>(size));
+  store_word(w + offsetof(TradeQuoteBody, trade_side), two(t.trade_side, t.has_bid));
+  write_end(dst.seq);
 }
 
 void Writer::quote(uint32_t symbol, int64_t ts_ns, bool has_bid, double bid_price, int64_t bid_size,
@@ -613,14 +633,21 @@ void Writer::quote(uint32_t symbol, int64_t ts_ns, bool has_bid, double bid_pric
   if (symbol >= h_.max_symbols) return;
   TradeQuoteBody& t = tq_[symbol];
   t.has_quote = 1;
-  t.quote_ns = ts_ns;
   t.has_bid = has_bid;
-  t.has_ask = has_ask;
-  t.bid_price = has_bid ? bid_price : 0;
-  t.bid_size = has_bid ? bid_size : 0;
-  t.ask_price = has_ask ? ask_price : 0;
-  t.ask_size = has_ask ? ask_size : 0;
-  publish_tq(symbol);
+  TradeQuote& dst = seg_.trade_quote(symbol);
+  auto* w = reinterpret_cast<unsigned char*>(&dst.body);
+  write_begin(dst.seq);
+  store_word(w + offsetof(TradeQuoteBody, has_trade), two(t.has_trade, 1));
+  store_word(w + offsetof(TradeQuoteBody, trade_side), two(t.trade_side, has_bid));
+  store_word(w + offsetof(TradeQuoteBody, has_ask), two(has_ask, 0));
+  store_word(w + offsetof(TradeQuoteBody, quote_ns), static_cast<uint64_t>(ts_ns));
+  store_word(w + offsetof(TradeQuoteBody, bid_price),
+             std::bit_cast<uint64_t>(has_bid ? bid_price : 0.0));
+  store_word(w + offsetof(TradeQuoteBody, ask_price),
+             std::bit_cast<uint64_t>(has_ask ? ask_price : 0.0));
+  store_word(w + offsetof(TradeQuoteBody, bid_size), static_cast<uint64_t>(has_bid ? bid_size : 0));
+  store_word(w + offsetof(TradeQuoteBody, ask_size), static_cast<uint64_t>(has_ask ? ask_size : 0));
+  write_end(dst.seq);
 }
 
 }  // namespace bmx::shm

@@ -139,7 +139,6 @@ class Writer {
   void find_top(Book& b) noexcept;
   uint32_t row_find(uint16_t table, std::string_view key, uint64_t hash, bool for_insert) noexcept;
   void row_state(RowSlot& rs, const RowHeader& h) noexcept;
-  void publish_tq(uint32_t symbol) noexcept;
 
   Segment& seg_;
   Header& h_;
@@ -168,7 +167,7 @@ class Writer {
   std::vector<uint32_t> touched_;                // books whose seqlock this frame opened
   std::vector<std::vector<uint32_t>> by_table_;  // [table][symbol] -> book index + 1
   uint32_t books_used_ = 0;
-  std::vector<TradeQuoteBody> tq_;  // private copies, published whole
+  std::vector<TradeQuoteBody> tq_;  // private copies: the flags beside the words that change
 };
 
 }  // namespace bmx::shm

@@ -15,6 +15,7 @@
 #include <csignal>
 #include <ostream>
 #include <stdexcept>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -766,6 +767,47 @@ TEST(ShmBook, ReaderNeverSeesAHalfAppliedFrame) {
   EXPECT_GE(copies.load(), 100u);
 }
 
+// Keys and texts are stored word by word, their last partial words assembled from their own
+// bytes, and a row that keeps its slot keeps its key words: every key length up to 60 and every
+// text length up to row_bytes reads back exactly, also where a shorter key or text took the place
+// of a longer one.
+TEST(ShmRows, EveryKeyAndTextLengthReadsBackExactly) {
+  Fixture f("row-lengths");
+  Reader r = Reader::attach(f.name);
+  auto text = [](size_t n, char c) {
+    std::string t(n, c);
+    for (size_t k = 0; k < n; k += 7)
+      t[k] = static_cast<char>('0' + n % 10);
+    return t;
+  };
+  for (const char c : {'a', 'b'}) {  // 'b': the same keys' slots again, after every row's erase
+    std::map<std::string, std::string> want;
+    for (size_t len = 60; len >= 1; --len) {  // longest first
+      const std::string key = text(len, c == 'a' ? 'K' : 'k');
+      want[key] = text(len * 4, c);
+      ASSERT_TRUE(f.w.row_put(2, key, 0, want[key])) << len;
+    }
+    std::string json;
+    for (const auto& [key, t] : want) {
+      ASSERT_TRUE(r.find_row(2, key, json)) << key.size();
+      EXPECT_EQ(json, t) << key.size();
+    }
+    const auto rows = r.rows(2);
+    const std::map<std::string, std::string> got(rows.begin(), rows.end());
+    EXPECT_EQ(got, want);
+    for (const auto& [key, t] : want)
+      f.w.row_erase(2, key);
+    EXPECT_TRUE(r.rows(2).empty());
+  }
+  std::string json;
+  for (size_t n = 256;; n = n > 100 ? n - 13 : n - 1) {  // one row, its text ever shorter
+    ASSERT_TRUE(f.w.row_put(3, "XBTUSD", 0, text(n, 'x'))) << n;
+    ASSERT_TRUE(r.find_row(3, "XBTUSD", json));
+    EXPECT_EQ(json, text(n, 'x')) << n;
+    if (n == 0) break;
+  }
+}
+
 TEST(ShmRows, PutFindEraseAndClear) {
   Fixture f("rows");
   Reader r = Reader::attach(f.name);
@@ -831,6 +873,49 @@ TEST(ShmTradeQuote, LatestOfEach) {
   EXPECT_EQ(tq.bid_price, 95000.0);
   EXPECT_EQ(tq.ask_size, 20);
   EXPECT_EQ(tq.quote_ns, 222);
+}
+
+// A trade changes only the trade's fields and a quote only the quote's, though some share a word
+// (trade_side with has_bid): each keeps what the other wrote. A one-sided quote reads 0 on the
+// missing side.
+TEST(ShmTradeQuote, ATradeAndAQuoteKeepEachOthersFields) {
+  Fixture f("tq-fields");
+  Reader r = Reader::attach(f.name);
+  TradeQuoteBody tq;
+  f.w.quote(1, 10, true, 3000.25, 7, false, 0, 0);
+  ASSERT_TRUE(r.trade_quote(1, tq));
+  EXPECT_EQ(tq.has_trade, 0u);
+  EXPECT_EQ(tq.has_quote, 1u);
+  EXPECT_EQ(tq.has_bid, 1u);
+  EXPECT_EQ(tq.has_ask, 0u);
+  EXPECT_EQ(tq.bid_price, 3000.25);
+  EXPECT_EQ(tq.bid_size, 7);
+  EXPECT_EQ(tq.ask_price, 0.0);
+  EXPECT_EQ(tq.ask_size, 0);
+  f.w.trade(1, 20, 3000.5, 4, Side::kBuy);
+  f.w.trade(1, 30, 3001.0, 5, Side::kSell);
+  ASSERT_TRUE(r.trade_quote(1, tq));
+  EXPECT_EQ(tq.has_trade, 1u);
+  EXPECT_EQ(tq.trade_ns, 30);
+  EXPECT_EQ(tq.trade_price, 3001.0);
+  EXPECT_EQ(tq.trade_size, 5);
+  EXPECT_EQ(tq.trade_side, 1u);  // Side::kSell
+  EXPECT_EQ(tq.has_quote, 1u);
+  EXPECT_EQ(tq.has_bid, 1u);
+  EXPECT_EQ(tq.quote_ns, 10);
+  EXPECT_EQ(tq.bid_price, 3000.25);
+  f.w.quote(1, 40, false, 0, 0, true, 3001.5, 9);
+  ASSERT_TRUE(r.trade_quote(1, tq));
+  EXPECT_EQ(tq.has_bid, 0u);
+  EXPECT_EQ(tq.bid_price, 0.0);
+  EXPECT_EQ(tq.bid_size, 0);
+  EXPECT_EQ(tq.has_ask, 1u);
+  EXPECT_EQ(tq.ask_price, 3001.5);
+  EXPECT_EQ(tq.ask_size, 9);
+  EXPECT_EQ(tq.quote_ns, 40);
+  EXPECT_EQ(tq.trade_side, 1u);
+  EXPECT_EQ(tq.trade_price, 3001.0);
+  EXPECT_FALSE(r.trade_quote(0, tq));  // another symbol: untouched
 }
 
 TEST(ShmLiveness, RestartInPlaceIsANewEpoch) {
