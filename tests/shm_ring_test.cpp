@@ -13,9 +13,9 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <map>
 #include <ostream>
 #include <stdexcept>
-#include <map>
 #include <string>
 #include <thread>
 #include <vector>
