@@ -37,14 +37,20 @@
 
 namespace bmx::shm {
 
+// An 8-byte word of shared state whose bytes are also read and written as the fields of the
+// structs in layout.hpp (records, levels, rows): accesses through it may alias any type, so that
+// type-based alias analysis never reorders them against those fields' own accesses. The atomic
+// builtins are what std::atomic_ref uses; they take the attribute where a template would drop it.
+using Word = uint64_t __attribute__((may_alias));
+
 // Stores `words` 8-byte words from `src` (private memory) into `dst` (shared). Both aligned to 8.
 inline void store_words(void* dst, const void* src, size_t words) noexcept {
-  auto* d = static_cast<uint64_t*>(dst);
+  auto* d = static_cast<Word*>(dst);
   const auto* s = static_cast<const unsigned char*>(src);
   for (size_t i = 0; i < words; ++i) {
     uint64_t w;
     std::memcpy(&w, s + 8 * i, 8);
-    std::atomic_ref<uint64_t>(d[i]).store(w, std::memory_order_release);
+    __atomic_store_n(d + i, w, __ATOMIC_RELEASE);
   }
 }
 
@@ -54,15 +60,14 @@ inline void store_words(void* dst, const void* src, size_t words) noexcept {
 // built the struct cannot take those stores' data from the store buffer (a failed store forward
 // waits until they have reached the cache, ~a dozen cycles each time).
 inline void store_word(void* dst, uint64_t w) noexcept {
-  std::atomic_ref<uint64_t>(*static_cast<uint64_t*>(dst)).store(w, std::memory_order_release);
+  __atomic_store_n(static_cast<Word*>(dst), w, __ATOMIC_RELEASE);
 }
 
 // The last `n` (0 < n < 8) bytes of the `total` bytes at `end - total`, zero-extended into one
 // little-endian word, assembled in registers (see store_word for why not in a buffer).
 inline uint64_t tail_word(const char* end, size_t n, size_t total) noexcept {
   uint64_t w = 0;
-  if (total >=
-      8) {  // one load of the 8 bytes that end at `end`, then the n wanted ones shifted down
+  if (total >= 8) {  // one load of the 8 bytes that end at `end`, the n wanted shifted down
     std::memcpy(&w, end - 8, 8);
     return w >> (8 * (8 - n));
   }
@@ -74,11 +79,9 @@ inline uint64_t tail_word(const char* end, size_t n, size_t total) noexcept {
 // Loads `words` 8-byte words from `src` (shared, possibly read-only) into `dst` (private).
 inline void load_words(void* dst, const void* src, size_t words) noexcept {
   auto* d = static_cast<unsigned char*>(dst);
-  // atomic_ref<const T> arrives in C++26; a relaxed load never writes, so a read-only mapping is
-  // fine.
-  auto* s = const_cast<uint64_t*>(static_cast<const uint64_t*>(src));
+  const auto* s = static_cast<const Word*>(src);  // an atomic load never writes: read-only is fine
   for (size_t i = 0; i < words; ++i) {
-    const uint64_t w = std::atomic_ref<uint64_t>(s[i]).load(std::memory_order_acquire);
+    const uint64_t w = __atomic_load_n(s + i, __ATOMIC_ACQUIRE);
     std::memcpy(d + 8 * i, &w, 8);
   }
 }
