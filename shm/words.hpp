@@ -71,8 +71,9 @@ inline uint64_t tail_word(const char* end, size_t n, size_t total) noexcept {
     std::memcpy(&w, end - 8, 8);
     return w >> (8 * (8 - n));
   }
+  const char* p = end - n;
   for (size_t i = 0; i < n; ++i)
-    w |= uint64_t{static_cast<unsigned char>(end[i - n])} << (8 * i);
+    w |= uint64_t{static_cast<unsigned char>(p[i])} << (8 * i);
   return w;
 }
 
