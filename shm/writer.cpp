@@ -604,11 +604,10 @@ void Writer::row_state(RowSlot& rs, const RowHeader& h) noexcept {
 // ---- trades and quotes
 // ----------------------------------------------------------------------------
 
-namespace {
+// The 4-byte fields that share a word (two()).
 static_assert(offsetof(TradeQuoteBody, has_quote) == offsetof(TradeQuoteBody, has_trade) + 4 &&
               offsetof(TradeQuoteBody, has_bid) == offsetof(TradeQuoteBody, trade_side) + 4 &&
               offsetof(TradeQuoteBody, reserved0) == offsetof(TradeQuoteBody, has_ask) + 4);
-}  // namespace
 
 // Trades and quotes: the words that changed, from registers (see store_word), under the symbol's
 // seqlock. tq_ keeps the flags that share a word with them.
