@@ -11,12 +11,13 @@
 // On x86-64 a release store and an acquire load are each one plain `mov`: this costs nothing over
 // memcpy for the sizes that matter here.
 //
-// One exception, for speed: the producer's copies into state that a seqlock or a busy ring slot
-// covers (copy_words: row text, trades and quotes) are a plain memcpy in normal builds, after a
-// release fence (open_write). copy_words argues why that is sound. Under ThreadSanitizer they
-// stay word-atomic and the fence is left out, so that the sanitizer still checks the protocol of
-// every access. Records and book levels are built in registers and stored word by word
-// (store_word): as cheap as a memcpy there, and no argument needed.
+// One exception, for speed: the producer's copies of row text (its whole words, in ring text
+// slots and in the rows region) into state that a seqlock or a busy ring slot covers (copy_words)
+// are a plain memcpy in normal builds, after a release fence (open_write). copy_words argues why
+// that is sound. Under ThreadSanitizer they stay word-atomic and the fence is left out, so that
+// the sanitizer still checks the protocol of every access. Records, book levels, trades, quotes
+// and row headers are built in registers and stored word by word (store_word): as cheap as a
+// memcpy there, and no argument needed.
 #pragma once
 
 #include <atomic>
