@@ -515,7 +515,7 @@ void FeedEngine::publish_stats() noexcept {
 // One book row, as the segment sees it: `old_price` is the level's price before the row (0 when
 // the book did not hold it). The segment keeps each level in the slot the engine's book keeps it
 // in (OrderBook::last_slot()), so that each change is one store there. No allocation. Inlined
-// into book_rows, whose own switch on the action comes just before: the compiler threads the two.
+// into book_rows, whose own switch on the action comes just before, so that the two can merge.
 [[gnu::always_inline]] inline void FeedEngine::publish_level(BookEntry& b, Action action, Side side,
                                                              uint64_t id, double old_price,
                                                              double price, int64_t size) noexcept {

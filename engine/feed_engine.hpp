@@ -211,7 +211,9 @@ class FeedEngine {
                      double price, int64_t size) noexcept;
   void publish_row(TableEntry& t, uint32_t symbol, Action action, std::string_view text) noexcept;
   std::string_view row_text(const char* start) noexcept;
-  FrameResult fail(FrameKind kind, const FrameHeader& h, std::string_view excerpt);
+  // gnu::cold (here and on emit, mark_*_stale, sniff_table): the paths of bad input and events,
+  // kept out of the frame path's instruction-cache lines; branches to them laid out as not taken.
+  [[gnu::cold]] FrameResult fail(FrameKind kind, const FrameHeader& h, std::string_view excerpt);
   void classify_control(FrameHeader& h);
   bool read_table(simdjson::ondemand::value& v, FrameHeader& h);
   static void read_action(simdjson::ondemand::value& v, FrameHeader& h) noexcept;
@@ -224,8 +226,8 @@ class FeedEngine {
   bool generic_rows(simdjson::ondemand::array data, TableEntry& t, FrameHeader& h);
   bool begin_partial(TableEntry& t, FrameHeader& h);
   BookEntry* book_for(TableEntry& t, uint32_t symbol, Action action);
-  void mark_book_stale(BookEntry& b);
-  void mark_table_books_stale(TableEntry& t);
+  [[gnu::cold]] void mark_book_stale(BookEntry& b);
+  [[gnu::cold]] void mark_table_books_stale(TableEntry& t);
   void mark_table_stale(TableEntry& t);  // a generic table; publishes it
   void end_frame(FrameHeader& h);
   // Typed slots of trade and quote rows: 0 timestamp, 1 price / bidPrice, 2 size / bidSize,
@@ -258,7 +260,7 @@ class FeedEngine {
   [[nodiscard]] int64_t row_stamp(const GenericRow& r) const noexcept;
   mutable BitmexTimestamps timestamps_;  // row_stamp's parser (it remembers the last minute)
   uint16_t table_id(std::string_view name);
-  [[nodiscard]] uint16_t sniff_table(std::string_view text) const noexcept;
+  [[nodiscard, gnu::cold]] uint16_t sniff_table(std::string_view text) const noexcept;
   uint32_t symbol_id(std::string_view sym);
   uint32_t symbol_of_token(std::string_view tok, bool may_add);
   bool symbol_text(std::string_view tok, std::string_view& text) noexcept;
@@ -269,8 +271,9 @@ class FeedEngine {
     uint32_t id = kNoSymbol;
   };
   std::array<SymbolCacheEntry, 64> symbol_cache_{};
-  Event* emit(EventKind kind, uint16_t table = Event::kNoTable, uint32_t symbol = kNoSymbol,
-              int64_t value = 0, std::string_view text = {}) noexcept;
+  [[gnu::cold]] Event* emit(EventKind kind, uint16_t table = Event::kNoTable,
+                            uint32_t symbol = kNoSymbol, int64_t value = 0,
+                            std::string_view text = {}) noexcept;
 
   EngineConfig config_;
   simdjson::ondemand::parser parser_;

@@ -76,7 +76,7 @@ class Writer {
   // its best since has them found by end_frame() with a scan, O(levels).
   void book_top(Book& b, uint32_t bid_slot, uint32_t ask_slot) noexcept;
   // The book cannot be trusted until its next partial (unknown level, crossed, lost frame).
-  void book_stale(Book& b) noexcept;
+  [[gnu::cold]] void book_stale(Book& b) noexcept;
   void stale_all_books() noexcept;  // the link dropped: nothing is current any more
 
   // ---- generic tables
@@ -130,13 +130,15 @@ class Writer {
   void write_slot(uint64_t seq, std::string_view text, size_t at, size_t n) noexcept;
   uint32_t touch(Book& b) noexcept;
   [[nodiscard]] uint32_t index_of(const Book& b) const noexcept;
-  [[nodiscard]] uint32_t find_slot(const Book& b, Side side, double price,
-                                   uint64_t id) const noexcept;
+  // gnu::cold: paths the feed never takes (kAnySlot callers, refusals) stay out of the hot code's
+  // instruction-cache lines, and branches to them are laid out as not taken.
+  [[nodiscard, gnu::cold]] uint32_t find_slot(const Book& b, Side side, double price,
+                                              uint64_t id) const noexcept;
   [[nodiscard]] uint32_t held_slot(const Book& b, Side side, double price, uint64_t id,
                                    uint32_t slot) const noexcept;
-  [[nodiscard]] uint32_t free_slot(const Book& b) const noexcept;
-  bool refuse(Book& b, uint32_t slot) noexcept;
-  void find_top(Book& b) noexcept;
+  [[nodiscard, gnu::cold]] uint32_t free_slot(const Book& b) const noexcept;
+  [[gnu::cold]] bool refuse(Book& b, uint32_t slot) noexcept;
+  [[gnu::cold]] void find_top(Book& b) noexcept;
   uint32_t row_find(uint16_t table, std::string_view key, uint64_t hash, bool for_insert) noexcept;
   void row_state(RowSlot& rs, const RowHeader& h) noexcept;
 
