@@ -3,7 +3,7 @@
 # and with its repetitions interleaved at random, and reports every benchmark as a ratio to the
 # floor measured in the same run (BM_FloorWalk_Deltas), by the median and by the minimum of the
 # repetitions (noise only adds time, so the minimum moves less). Ends with each binary's median
-# ratio over the rounds and how many rounds the second binary won.
+# ratio over the rounds, how many rounds the second won, and every benchmark's ns per frame.
 #
 # Usage: scripts/ab-bench.sh [--rounds N] [--reps N] [--filter REGEX] [--cpu C] BIN_A BIN_B
 #   --rounds N     runs of each binary, alternating (default 8)
@@ -56,14 +56,16 @@ for r in $(seq 1 "$rounds"); do
         END {
           f = "BM_FloorWalk_Deltas"
           if (!(f in n)) { print "ab-bench: the filter must include " f > "/dev/stderr"; exit 1 }
-          for (name in n) if (name != f)
-            printf "%d %s %s %.4f %.4f\n", round, which, name, median(name) / median(f), minimum(name) / minimum(f)
+          for (name in n)
+            printf "%d %s %s %.4f %.4f %.2f %.2f\n", round, which, name, median(name) / median(f),
+              minimum(name) / minimum(f), median(name), minimum(name)
         }' >>"$out"
-    grep "^$r $which " "$out" | awk '{ printf "round %s %s %-28s median %.3fx  min %.3fx\n", $1, $2, $3, $4, $5 }'
+    grep "^$r $which " "$out" | grep -v FloorWalk |
+      awk '{ printf "round %s %s %-28s median %.3fx  min %.3fx  (%.1f ns/frame)\n", $1, $2, $3, $4, $5, $6 }'
   done
 done
 echo "== over $rounds rounds (ratio to the floor; B wins: rounds where B's ratio was lower)"
-sort -k3,3 -k2,2 -k4,4n "$out" | awk '
+grep -v FloorWalk "$out" | sort -k3,3 -k2,2 -k4,4n | awk '
   { key = $3 " " $2; med[key, ++cm[key]] = $4; mn[key, cm[key]] = $5; names[$3] = 1
     if ($2 == "A") { a4[$3, $1] = $4; a5[$3, $1] = $5 } else { b4[$3, $1] = $4; b5[$3, $1] = $5 } }
   function mid(arr, key, m,   k, j, t, a) {
@@ -80,3 +82,21 @@ sort -k3,3 -k2,2 -k4,4n "$out" | awk '
         mid(med, name " B", cm[name " B"]), mid(mn, name " B", cm[name " B"]), wm, r, wn, r
     }
   }'
+# The same in ns per frame, the floor included. A ratio is only as steady as its floor: the floor's
+# code sits in the same binary, and a change elsewhere moves it (one build's floor ran 7% slower
+# than the next one's, every round, and its ratios looked 0.05x better for it). When B's floor
+# differs from A's, believe the ns per frame, which both binaries measured in the same rounds.
+echo "== ns per frame, median over the rounds of each run's median (B/A: below 1 is faster)"
+awk '
+  { key = $3 " " $2; v[key, ++c[key]] = $6; names[$3] = 1 }
+  function mid(key, m,   k, j, t, a) {
+    for (k = 1; k <= m; ++k) a[k] = v[key, k]
+    for (k = 2; k <= m; ++k) { t = a[k]; for (j = k - 1; j >= 1 && a[j] > t; --j) a[j + 1] = a[j]; a[j + 1] = t }
+    return m % 2 ? a[(m + 1) / 2] : (a[m / 2] + a[m / 2 + 1]) / 2
+  }
+  END {
+    for (name in names) {
+      a = mid(name " A", c[name " A"]); b = mid(name " B", c[name " B"])
+      printf "%-28s A %7.1f  B %7.1f  B/A %.3f\n", name, a, b, b / a
+    }
+  }' "$out"
