@@ -191,7 +191,7 @@ class FeedEngine {
   // every book and keyed table stale (deltas are dropped until each one's next partial, which
   // replaces it) and publishes the stale marks as one frame. Counted in Stats::link_losses, not in
   // the integrity counters. Network thread; no allocation.
-  void link_lost();
+  [[gnu::cold]] void link_lost();
 
   // Hands every pending event to `f` (oldest first) and forgets them. Owner's thread.
   template <class F>
@@ -214,21 +214,21 @@ class FeedEngine {
   // gnu::cold (here and on emit, mark_*_stale, sniff_table): the paths of bad input and events,
   // kept out of the frame path's instruction-cache lines; branches to them laid out as not taken.
   [[gnu::cold]] FrameResult fail(FrameKind kind, const FrameHeader& h, std::string_view excerpt);
-  void classify_control(FrameHeader& h);
+  [[gnu::cold]] void classify_control(FrameHeader& h);
   bool read_table(simdjson::ondemand::value& v, FrameHeader& h);
   static void read_action(simdjson::ondemand::value& v, FrameHeader& h) noexcept;
   bool top_field(simdjson::ondemand::field& f, FrameHeader& h);
-  bool parse_partial_keys(simdjson::ondemand::value& v, FrameHeader& h);
-  bool parse_partial_filter(simdjson::ondemand::value& v, FrameHeader& h);
+  [[gnu::cold]] bool parse_partial_keys(simdjson::ondemand::value& v, FrameHeader& h);
+  [[gnu::cold]] bool parse_partial_filter(simdjson::ondemand::value& v, FrameHeader& h);
   bool on_data(simdjson::ondemand::value& v, FrameHeader& h);
   bool process_data(simdjson::ondemand::array data, FrameHeader& h);
   bool book_rows(simdjson::ondemand::array data, TableEntry& t, FrameHeader& h);
   bool generic_rows(simdjson::ondemand::array data, TableEntry& t, FrameHeader& h);
-  bool begin_partial(TableEntry& t, FrameHeader& h);
+  [[gnu::cold]] bool begin_partial(TableEntry& t, FrameHeader& h);
   BookEntry* book_for(TableEntry& t, uint32_t symbol, Action action);
   [[gnu::cold]] void mark_book_stale(BookEntry& b);
   [[gnu::cold]] void mark_table_books_stale(TableEntry& t);
-  void mark_table_stale(TableEntry& t);  // a generic table; publishes it
+  [[gnu::cold]] void mark_table_stale(TableEntry& t);  // a generic table; publishes it
   void end_frame(FrameHeader& h);
   // Typed slots of trade and quote rows: 0 timestamp, 1 price / bidPrice, 2 size / bidSize,
   // 3 side / askPrice, 4 askSize. Fields of no slot land in slot kNotTyped, which nothing reads.
@@ -259,7 +259,7 @@ class FeedEngine {
   [[nodiscard]] int64_t row_time(const TableEntry& t, const GenericRow& r) const noexcept;
   [[nodiscard]] int64_t row_stamp(const GenericRow& r) const noexcept;
   mutable BitmexTimestamps timestamps_;  // row_stamp's parser (it remembers the last minute)
-  uint16_t table_id(std::string_view name);
+  [[gnu::cold]] uint16_t table_id(std::string_view name);
   [[nodiscard, gnu::cold]] uint16_t sniff_table(std::string_view text) const noexcept;
   uint32_t symbol_id(std::string_view sym);
   uint32_t symbol_of_token(std::string_view tok, bool may_add);

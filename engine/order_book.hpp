@@ -353,7 +353,7 @@ class OrderBook {
   // Empties the book, keeping its memory. Network thread; no allocation. O(capacity).
   void clear() noexcept;
   // Makes room for `levels` levels without further allocation. Cold path (partials).
-  void reserve(uint32_t levels);
+  [[gnu::cold]] void reserve(uint32_t levels);
 
   // The three delta operations. Network thread only; no lock, no syscall; no allocation unless
   // the book outgrows its capacity (then `grew()` turns true until reset_grew()); no exception
@@ -411,7 +411,7 @@ class OrderBook {
   }
 
   // The price of level (side, id), or 0 when the book does not hold it. No allocation.
-  [[nodiscard]] double level_price(Side side, uint64_t id) const noexcept;
+  [[nodiscard, gnu::cold]] double level_price(Side side, uint64_t id) const noexcept;
 
   // Best-first access; i = 0 is the best level. Precondition: i < depth(side). References stay
   // valid until the next change of the book. level() is O(1) in the sorted tiers and counts bits
@@ -420,7 +420,7 @@ class OrderBook {
     const unsigned s = index(side);
     return static_cast<uint32_t>((grid_ ? ladder_[s].count() : top_[s].size()) + deep_[s].size());
   }
-  [[nodiscard]] const BookLevel& level(Side side, uint32_t i) const noexcept;
+  [[nodiscard, gnu::cold]] const BookLevel& level(Side side, uint32_t i) const noexcept;
   [[nodiscard]] const BookLevel* best(Side side) const noexcept {
     const unsigned s = index(side);
     if (grid_) {  // the ladder is empty only when the side is
@@ -528,9 +528,9 @@ class OrderBook {
   // index_erase of a cell whose bucket was full: moves back cells that probed past it.
   [[gnu::noinline]] void refill(uint64_t bucket, unsigned lane) noexcept;
   // Re-creates the index for the live levels with the current multiplier. No allocation.
-  void reindex() noexcept;
-  void reseed() noexcept;  // a new multiplier, then reindex()
-  void rebuild(uint32_t capacity);
+  [[gnu::cold]] void reindex() noexcept;
+  [[gnu::cold]] void reseed() noexcept;  // a new multiplier, then reindex()
+  [[gnu::cold]] void rebuild(uint32_t capacity);
   // Slow paths of insert/bulk_insert: growth, or a probe longer than kMaxProbe. Cold.
   Result insert_slow(unsigned side, uint64_t id, double price, int64_t size, bool bulk);
   // The new level's cell, slot and pool entry; the caller places it in the side's order.
@@ -580,19 +580,19 @@ class OrderBook {
   [[gnu::noinline]] void slide_up(unsigned side, int64_t t) noexcept;
   [[gnu::noinline]] void slide_down(unsigned side) noexcept;
   // Every level into the sorted tiers (top_ filled from deep_). O(levels), no allocation.
-  void leave_grid() noexcept;
+  [[gnu::cold]] void leave_grid() noexcept;
   void pour_ladder(unsigned side) noexcept;  // ladder_ -> back of deep_, ladder_ emptied
   void fill_top(unsigned side) noexcept;     // the best kTopFill levels of deep_ -> empty top_
   // From the sorted tiers onto the finest grid that holds every level, when there is one (distinct
   // prices, at most 12 decimals). O(levels), no allocation.
-  void enter_grid() noexcept;
-  [[nodiscard]] bool find_grid() noexcept;
+  [[gnu::cold]] void enter_grid() noexcept;
+  [[nodiscard, gnu::cold]] bool find_grid() noexcept;
   // The 2021 id encoding (see above): while linear_, every level of either side has
   // id = id_base_ - id_step_ * (its price's tick), and the index is not kept (rebuilt on leaving).
   // Bounds: ids and |id_base_| below 2^50, |id_step_| below 2^20, ticks up to max_tick_
   // (= 2^40 / step_: key_of_tick cannot overflow), so that every product below is exact.
-  [[nodiscard]] bool learn_linear() noexcept;
-  void leave_linear() noexcept;  // reindex(), O(levels)
+  [[nodiscard, gnu::cold]] bool learn_linear() noexcept;
+  [[gnu::cold]] void leave_linear() noexcept;  // reindex(), O(levels)
   // The key tick of (side, id) under the encoding; false for an id that no level can have.
   [[nodiscard]] bool tick_of_id(unsigned side, uint64_t id, int64_t& t) const noexcept;
   // Slot and key of level (side, id) found from its tick; false when the book does not hold it.

@@ -31,10 +31,10 @@ class Writer {
 
   // ---- directory and lifecycle (cold) -----------------------------------------------------------
   // Names dense id `id`. Returns false (and counts segment_full) when the id does not fit.
-  bool set_symbol(uint32_t id, std::string_view name) noexcept;
-  bool set_table(uint32_t id, std::string_view name, TableKind kind) noexcept;
+  [[gnu::cold]] bool set_symbol(uint32_t id, std::string_view name) noexcept;
+  [[gnu::cold]] bool set_table(uint32_t id, std::string_view name, TableKind kind) noexcept;
   void set_ready() noexcept;  // everything is described: readers may attach
-  void set_link(LinkState s) noexcept;
+  [[gnu::cold]] void set_link(LinkState s) noexcept;
   void heartbeat(int64_t monotonic_ns) noexcept;
   [[nodiscard]] Stats& stats() noexcept { return stats_; }
 
@@ -47,9 +47,9 @@ class Writer {
   // -------------------------------------------------------------------------------------- The book
   // slot of (table, symbol), created on first use; nullptr when every slot is taken (counted in
   // stats().segment_full).
-  Book* book(uint16_t table, uint32_t symbol) noexcept;
+  [[gnu::cold]] Book* book(uint16_t table, uint32_t symbol) noexcept;
   // A partial resets the book: clears it, un-stales it, publishes kBookClear.
-  void book_clear(Book& b) noexcept;
+  [[gnu::cold]] void book_clear(Book& b) noexcept;
   // One level change, applied to the segment's book and published as a record. `price` is the
   // level's price (for a delete: the price it had).
   //
@@ -77,7 +77,7 @@ class Writer {
   void book_top(Book& b, uint32_t bid_slot, uint32_t ask_slot) noexcept;
   // The book cannot be trusted until its next partial (unknown level, crossed, lost frame).
   [[gnu::cold]] void book_stale(Book& b) noexcept;
-  void stale_all_books() noexcept;  // the link dropped: nothing is current any more
+  [[gnu::cold]] void stale_all_books() noexcept;  // the link dropped: nothing is current any more
 
   // ---- generic tables
   // ---------------------------------------------------------------------------- A row as received
@@ -87,7 +87,7 @@ class Writer {
   // A table's partial: its rows for `symbol` (kNoSymbol: every row) are about to be replaced.
   // `drop_rows` false: the caller takes the replaced rows out itself (row_erase), because the
   // partial's filter selects them by more than their symbol; only the record is published.
-  void table_clear(uint16_t table, uint32_t symbol, bool drop_rows = true) noexcept;
+  [[gnu::cold]] void table_clear(uint16_t table, uint32_t symbol, bool drop_rows = true) noexcept;
   // Current state of a keyed row: its whole JSON text after merges. False when the row does not fit
   // (key or text too long, region full): counted in stats().segment_full, and a text too long
   // also takes the row's previous version out of the segment (readers find no row, not an old
@@ -98,7 +98,7 @@ class Writer {
   // The table's rows cannot be trusted until its next partial (an update for a row it does not
   // hold, a frame lost, the link lost): flags it in the directory (kDirStale, cleared by
   // table_clear) and publishes kStale for the table (symbol kNoSymbol).
-  void table_stale(uint16_t table) noexcept;
+  [[gnu::cold]] void table_stale(uint16_t table) noexcept;
 
   // ---- trades and quotes
   // -------------------------------------------------------------------------
