@@ -11,7 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-scripts/build.sh release
+# Only the three programs it runs: the tests and benchmarks are scripts/test.sh's to build.
+scripts/build.sh release --target bitmex-feed bitmex-sim bitmex-top
 bin=build/release/bin
 topics="orderBookL2:XBTUSD,trade:XBTUSD,quote:XBTUSD"
 shm="/bitmex-run-$$"
