@@ -4,7 +4,7 @@
 # SECONDS_PER_TARGET (default 60), two at a time, from seed corpora generated out of
 # tests/data/bitmex/ (scripts/fuzz-seeds.sh). Prints one line per target and exits non-zero if
 # anything crashed, hung (-timeout) or ran out of memory; the input is then in build/fuzz/artifacts/.
-#   scripts/fuzz.sh          # a minute per target (CI)
+#   scripts/fuzz.sh          # a minute per target (CI: scripts/test.sh passes 30)
 #   scripts/fuzz.sh 1800     # half an hour per target
 # Environment: BMX_FUZZ_TARGETS (default: all four), BMX_FUZZ_JOBS (default 2: targets at once).
 set -euo pipefail
