@@ -526,13 +526,18 @@ TEST_F(Feed, AWallClockSteppedBackDoesNotHideADeadLink) {
 }
 
 // ... and a wall clock stepped forward an hour every 50 ms does not kill a healthy link: measured
-// on the wall clock, every silence would look like an hour. The feed must keep its one connection
-// for a whole second of its own heartbeats with pings due every 100 ms.
+// on the wall clock, the wait for a pong would look like an hour. The simulator answers each ping
+// 70 ms late, so that a step falls inside every wait (answered at once, a pong would beat the
+// step nearly every time, and a feed timing on the wall clock would pass). The feed must keep its
+// one connection for a whole second of its own heartbeats with pings due every 100 ms. The link
+// may stay silent for 2 s before it counts as dead: far below the hour a wall-clock measure would
+// see, and far above what a loaded two-core machine under a sanitizer takes to answer (at 100 ms
+// this test failed once under ThreadSanitizer with no clock bug involved).
 TEST_F(Feed, AWallClockSteppedForwardDoesNotKillAHealthyLink) {
   const std::string expected = reference();
-  const std::string url = start_sim({});
+  const std::string url = start_sim({"--pong-delay-ms", "70"});
   auto feed = start_stepped_feed(url, "3600000000000",
-                                 {"--ping-after-ms", "100", "--dead-after-ms", "100"});
+                                 {"--ping-after-ms", "100", "--dead-after-ms", "2000"});
   bmx::shm::Reader r = attach(*feed);
   ASSERT_TRUE(converge(*feed, expected));
   const int64_t beat = r.header().heartbeat_ns.load();

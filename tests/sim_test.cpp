@@ -370,6 +370,21 @@ TEST_F(SimTest, AnswersPingCancelAllAfterAndUnknownOps) {
   EXPECT_EQ(field(*unknown, "request"), R"({"op":"fly","args":[]})");
 }
 
+// --pong-delay-ms: each pong comes that late, and what the client asked for after the ping is not
+// held behind it (a link with a long round trip, for the feed's heartbeat tests).
+TEST_F(SimTest, PongDelayAnswersPingsLateWithoutHoldingOtherFrames) {
+  Sim sim({"--pong-delay-ms", "300"});
+  WsClient c;
+  ASSERT_FALSE(c.connect(sim.port()));
+  ASSERT_TRUE(c.read());  // welcome
+  const auto sent = std::chrono::steady_clock::now();
+  ASSERT_FALSE(c.write("ping"));
+  ASSERT_FALSE(c.write(R"({"op":"cancelAllAfter","args":0})"));
+  EXPECT_EQ(field(c.read().value_or(""), "cancelTime"), "0");  // before the pong
+  EXPECT_EQ(c.read().value_or(""), "pong");
+  EXPECT_GE(std::chrono::steady_clock::now() - sent, 300ms);
+}
+
 TEST_F(SimTest, AcceptsASignedHandshakeAndRefusesABadOneWith401) {
   const std::string secret = "s3cr3t-for-tests";
   { std::ofstream(dir / "secret") << secret << "\n"; }

@@ -125,6 +125,10 @@ int run(int argc, char** argv) {
       ->check(CLI::IsMember({429u, 503u}))
       ->needs(refuse)
       ->capture_default_str();
+  app.add_option("--pong-delay-ms", o.pong_delay_ms,
+                 "Answer each 'ping' with 'pong' this many ms later, other frames going on "
+                 "meanwhile (a link with a long round trip)")
+      ->capture_default_str();
   app.add_flag("--loop", o.loop,
                "Serve the recording again and again on a connection: at its end, print 'lap N on "
                "connection C' and go on from its first frame (its partials included); 'served' "

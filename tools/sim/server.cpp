@@ -260,6 +260,10 @@ class Connection {
   awaitable<void> writer() {
     const auto& frames = rec_.frames();
     while (!done_) {
+      if (!silent_ && !pongs_due_.empty() && pongs_due_.front() <= Clock::now()) {
+        pongs_due_.pop_front();
+        push_owned("pong");  // --pong-delay-ms: sent after what is queued already
+      }
       if (!silent_ && !queue_.empty()) {
         const Out out = std::move(queue_.front());
         queue_.pop_front();
@@ -280,7 +284,7 @@ class Connection {
         if (o_.pace_recorded) {
           const auto due = due_time(frames[cursor_]);
           if (due > Clock::now()) {
-            wake_.expires_at(due);
+            wake_.expires_at(pongs_due_.empty() ? due : std::min(due, pongs_due_.front()));
             co_await wake_.async_wait(kNoThrow);
             continue;
           }
@@ -309,7 +313,8 @@ class Connection {
         std::fflush(stdout);
         log("connection {}: recording served ({} frames sent)", number_, frames_sent_);
       }
-      wake_.expires_at(Clock::time_point::max());
+      wake_.expires_at(pongs_due_.empty() || silent_ ? Clock::time_point::max()
+                                                     : pongs_due_.front());
       co_await wake_.async_wait(kNoThrow);
     }
     done_ = true;
@@ -363,7 +368,11 @@ class Connection {
   void on_text(const std::string& text) {
     const Request r = parse_request(text);
     if (r.kind == Request::Kind::kPing) {
-      push_owned("pong");
+      if (o_.pong_delay_ms == 0) {
+        push_owned("pong");
+      } else {  // the writer sends it when due
+        pongs_due_.push_back(Clock::now() + std::chrono::milliseconds(o_.pong_delay_ms));
+      }
     } else if (r.kind == Request::Kind::kInvalid) {
       push_owned(error_frame(
           400, "Unrecognized request. See the docs or send 'help' for more details.", r.raw));
@@ -684,7 +693,8 @@ class Connection {
   std::set<Key> whole_books_;            // chaos: books whose partial the client has whole
   uint16_t last_table_id_ = UINT16_MAX;
   bool pong_seen_ = false;
-  uint64_t laps_ = 0;    // --loop: times the recording was served whole
+  std::deque<Clock::time_point> pongs_due_;  // --pong-delay-ms: pings not yet answered
+  uint64_t laps_ = 0;                        // --loop: times the recording was served whole
   bool ending_ = false;  // chaos: an oversized frame was sent, the client will leave
   std::deque<Out> queue_;
   std::map<std::string, std::vector<Key>> topics_;  // subscribed topic -> its keys

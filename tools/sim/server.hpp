@@ -28,7 +28,8 @@ struct Options {
   uint64_t refuse = 0;
   unsigned refuse_status = 429;
   uint64_t exit_after_connections = 0;  // 0: serve forever
-  bool loop = false;  // at the recording's end, start it again (its partials included)
+  bool loop = false;           // at the recording's end, start it again (its partials included)
+  uint64_t pong_delay_ms = 0;  // each 'pong' this long after its 'ping' (a slow link's round trip)
   // Chaos mode (set: its seed): one session across connections, each resuming the recording where
   // the previous one stopped, with `chaos_faults` random faults (see --help).
   std::optional<uint64_t> chaos_seed;
